@@ -1,0 +1,25 @@
+"""bocadillo_ws: a faster, typed drop-in for Starlette's ``WebSocket``."""
+
+from __future__ import annotations
+
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from ._backend import BACKEND
+from ._errors import InvalidJSON, MessageError, UnexpectedMessageType
+from ._message_types import MESSAGE_TYPES
+from ._view import websocket_view
+from ._websocket import WebSocket
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKEND",
+    "MESSAGE_TYPES",
+    "InvalidJSON",
+    "MessageError",
+    "UnexpectedMessageType",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketState",
+    "websocket_view",
+]

@@ -1,0 +1,403 @@
+"""Pure-Python backend: the twin of ``_codec.pyx``.
+
+Same classes, same behaviour, same exceptions and messages; used when the
+extension is disabled (``BOCADILLO_WS_NO_EXTENSIONS=1``) or not on CPython.
+Any change here lands in ``_codec.pyx`` in the same commit, and the reverse.
+
+The hot paths are written out in each method rather than shared through
+helpers: on CPython a Python-level call costs more than the work it saves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ujson
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from . import _json_fallback as fallback
+from . import _starlette_states as states
+from ._message_types import (
+    BYTES,
+    CONNECTED,
+    DISCONNECTED,
+    EVENT,
+    JSON,
+    MESSAGE_TYPES,
+    TEXT,
+    message_type_code,
+)
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - exercised by the no-orjson test env
+    orjson = None
+
+Message = dict[str, Any]
+_STATES = tuple(WebSocketState)
+
+_MODE_ERROR = 'The "mode" argument should be "text" or "binary".'
+
+
+# --------------------------------------------------------------------------- codecs
+
+
+class JSONCodec:
+    """How one connection turns values into JSON and back."""
+
+    __slots__ = ()
+    name = "abstract"
+
+    def encode_text(self, data: Any) -> str:
+        raise NotImplementedError
+
+    def encode_binary(self, data: Any) -> bytes:
+        return self.encode_text(data).encode("utf-8")
+
+    def decode(self, payload: str | bytes) -> Any:
+        raise NotImplementedError
+
+
+class UJSONCodec(JSONCodec):
+    """ujson for speed; the standard library for exact errors and the odd input."""
+
+    __slots__ = ()
+    name = "ujson"
+
+    def encode_text(self, data: Any) -> str:
+        try:
+            return ujson.dumps(data, ensure_ascii=False, escape_forward_slashes=False, allow_nan=False)
+        except (TypeError, ValueError, OverflowError):
+            pass
+        return fallback.dumps(data)
+
+    def decode(self, payload: str | bytes) -> Any:
+        # Decode bytes ourselves: ujson.loads(bytes) accepts CESU-8 surrogates.
+        text = payload if isinstance(payload, str) else fallback.decode_utf8(payload)
+        try:
+            return ujson.loads(text)
+        except (ValueError, TypeError):
+            pass
+        return fallback.loads(text)
+
+
+class StdlibJSONCodec(JSONCodec):
+    """The standard library's ``json``, exactly as Starlette uses it."""
+
+    __slots__ = ()
+    name = "json"
+
+    def encode_text(self, data: Any) -> str:
+        return fallback.dumps(data)
+
+    def decode(self, payload: str | bytes) -> Any:
+        text = payload if isinstance(payload, str) else fallback.decode_utf8(payload)
+        return fallback.loads(text)
+
+
+class OrjsonCodec(JSONCodec):
+    """orjson: strict RFC 8259, UTF-8 bytes natively."""
+
+    __slots__ = ()
+    name = "orjson"
+
+    def __init__(self) -> None:
+        if orjson is None:
+            raise ImportError(fallback.ORJSON_MISSING)
+
+    def encode_text(self, data: Any) -> str:
+        return self.encode_binary(data).decode("utf-8")
+
+    def encode_binary(self, data: Any) -> bytes:
+        try:
+            out: bytes = orjson.dumps(data)
+        except TypeError:  # orjson.JSONEncodeError; also big ints and non-str keys
+            return fallback.dumps(data).encode("utf-8")
+        # orjson writes NaN and Infinity as null: never send that silently.
+        if b"null" in out and fallback.has_non_finite_float(data):
+            raise ValueError("Out of range float values are not JSON compliant")
+        return out
+
+    def decode(self, payload: str | bytes) -> Any:
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            error = fallback.invalid_json(exc, exc.doc)
+        raise error
+
+
+class CustomJSONCodec(JSONCodec):
+    """Any object with ``dumps(obj) -> str | bytes`` and ``loads(str | bytes)``."""
+
+    __slots__ = ("codec",)
+    name = "custom"
+
+    def __init__(self, codec: Any) -> None:
+        self.codec = codec
+
+    def encode_text(self, data: Any) -> str:
+        return fallback.custom_text(self._dumps(data), self.codec)
+
+    def encode_binary(self, data: Any) -> bytes:
+        return fallback.custom_bytes(self._dumps(data), self.codec)
+
+    def _dumps(self, data: Any) -> Any:
+        try:
+            return self.codec.dumps(data)
+        except RecursionError:
+            pass
+        raise ValueError(f"{fallback.TOO_DEEP} while encoding JSON")
+
+    def decode(self, payload: str | bytes) -> Any:
+        text = payload if isinstance(payload, str) else fallback.decode_utf8(payload)
+        try:
+            return self.codec.loads(text)
+        except (ValueError, RecursionError) as exc:
+            error = fallback.invalid_json(exc, text)
+        raise error
+
+
+_NAMED_CODECS: dict[str, Callable[[], JSONCodec]] = {
+    "ujson": UJSONCodec,
+    "orjson": OrjsonCodec,
+    "json": StdlibJSONCodec,
+}
+
+
+def make_json_codec(spec: object = "ujson") -> JSONCodec:
+    """The codec for ``json_codec=spec``: a name or an object with dumps()/loads()."""
+    return fallback.resolve(spec, _NAMED_CODECS, CustomJSONCodec)  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- the connection
+
+
+class WebSocketCore:
+    """The message hot path of ``bocadillo_ws.WebSocket``.
+
+    The public class adds Starlette's ``HTTPConnection`` attributes and the
+    lifecycle helpers on top; this part receives, sends and dispatches.
+    """
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "_client_state",
+        "_app_state",
+        "_receive_kind",
+        "_send_kind",
+        "_json",
+        "_origin",
+        "catch_disconnect",
+    )
+
+    scope: dict[str, Any]
+    _receive: Callable[[], Awaitable[Message]]
+    _send: Callable[[Message], Awaitable[None]]
+
+    def _bind(
+        self,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+        receive_type: object,
+        send_type: object,
+        catch_disconnect: bool,
+        json_codec: object,
+    ) -> None:
+        self._receive_kind = message_type_code(receive_type, "receive_type")
+        self._send_kind = message_type_code(send_type, "send_type")
+        self._json = make_json_codec(json_codec)
+        self._receive = receive
+        self._send = send
+        self._origin = None
+        self._client_state = self._app_state = 0
+        self.catch_disconnect = bool(catch_disconnect)
+
+    def _adopt(self, origin: Any) -> None:
+        """Take over the state of a framework's Starlette WebSocket, and keep it updated."""
+        self._origin = origin
+        self._client_state = origin.client_state.value
+        self._app_state = origin.application_state.value
+
+    # ------------------------------------------------------------------ attributes
+
+    @property
+    def receive_type(self) -> str:
+        return MESSAGE_TYPES[self._receive_kind]
+
+    @property
+    def send_type(self) -> str:
+        return MESSAGE_TYPES[self._send_kind]
+
+    @property
+    def json_codec(self) -> str:
+        return self._json.name
+
+    @property
+    def client_state(self) -> WebSocketState:
+        return _STATES[self._client_state]
+
+    @client_state.setter
+    def client_state(self, state: WebSocketState) -> None:
+        self._client_state = WebSocketState(state).value
+
+    @property
+    def application_state(self) -> WebSocketState:
+        return _STATES[self._app_state]
+
+    @application_state.setter
+    def application_state(self, state: WebSocketState) -> None:
+        self._app_state = WebSocketState(state).value
+
+    # ------------------------------------------------------------------ raw events
+
+    async def receive_event(self) -> Message:
+        """The next ASGI event, with Starlette's state checks."""
+        if self._client_state == CONNECTED:
+            event = await self._receive()
+            if event["type"] == "websocket.receive":
+                return event
+            return await states.replay_receive(self, event)
+        return await states.call(self, "receive")  # type: ignore[no-any-return]
+
+    async def send_event(self, event: Message) -> None:
+        """Send an ASGI event, with Starlette's state checks."""
+        if self._app_state == CONNECTED and event["type"] == "websocket.send":
+            try:
+                await self._send(event)
+            except OSError:
+                self._lost()
+                raise WebSocketDisconnect(code=1006)
+            return
+        await states.call(self, "send", event)
+
+    def _lost(self) -> None:
+        # The transport failed: Starlette marks the application side closed.
+        self._app_state = DISCONNECTED
+        if self._origin is not None:
+            self._origin.application_state = WebSocketState.DISCONNECTED
+
+    # ------------------------------------------------------------------ typed receive
+
+    async def receive_text(self) -> str:
+        if self._app_state != CONNECTED:
+            return await states.call(self, "receive_text")  # type: ignore[no-any-return]
+        if self._client_state == CONNECTED:
+            event = await self._receive()
+            if event["type"] != "websocket.receive":
+                event = await states.replay_receive(self, event)
+        else:
+            event = await states.call(self, "receive")
+        text = event.get("text")
+        if type(text) is str:
+            return text
+        return states.raise_for_payload(event, "text")  # type: ignore[no-any-return]
+
+    async def receive_bytes(self) -> bytes:
+        if self._app_state != CONNECTED:
+            return await states.call(self, "receive_bytes")  # type: ignore[no-any-return]
+        if self._client_state == CONNECTED:
+            event = await self._receive()
+            if event["type"] != "websocket.receive":
+                event = await states.replay_receive(self, event)
+        else:
+            event = await states.call(self, "receive")
+        data = event.get("bytes")
+        if type(data) is bytes:
+            return data
+        return states.raise_for_payload(event, "bytes")  # type: ignore[no-any-return]
+
+    async def receive_json(self, mode: str = "text") -> Any:
+        """The next frame's payload parsed as JSON; text and binary frames both work."""
+        if mode != "text" and mode != "binary":
+            raise RuntimeError(_MODE_ERROR)
+        if self._app_state != CONNECTED:
+            return await states.call(self, "receive_json", mode)
+        if self._client_state == CONNECTED:
+            event = await self._receive()
+            if event["type"] != "websocket.receive":
+                event = await states.replay_receive(self, event)
+        else:
+            event = await states.call(self, "receive")
+        payload = event.get("text")
+        if type(payload) is not str:
+            payload = event.get("bytes")
+            if type(payload) is not bytes:
+                payload = states.raise_for_payload(event, "json")
+        return self._json.decode(payload)
+
+    async def receive(self) -> Any:
+        """``receive_<receive_type>()``."""
+        kind = self._receive_kind
+        if kind == TEXT:
+            return await self.receive_text()
+        if kind == JSON:
+            return await self.receive_json()
+        if kind == BYTES:
+            return await self.receive_bytes()
+        return await self.receive_event()
+
+    # ------------------------------------------------------------------ typed send
+
+    async def send_text(self, data: str) -> None:
+        if not isinstance(data, str):
+            raise states.send_type_error("send_text", "str", data)
+        event = {"type": "websocket.send", "text": data}
+        if self._app_state != CONNECTED:
+            return await states.call(self, "send", event)  # type: ignore[no-any-return]
+        try:
+            await self._send(event)
+        except OSError:
+            self._lost()
+            raise WebSocketDisconnect(code=1006)
+
+    async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise states.send_type_error("send_bytes", "bytes, bytearray or memoryview", data)
+            data = bytes(data)
+        event = {"type": "websocket.send", "bytes": data}
+        if self._app_state != CONNECTED:
+            return await states.call(self, "send", event)  # type: ignore[no-any-return]
+        try:
+            await self._send(event)
+        except OSError:
+            self._lost()
+            raise WebSocketDisconnect(code=1006)
+
+    async def send_json(self, data: Any, mode: str = "text") -> None:
+        """Compact JSON as a text frame, or as a binary frame with ``mode="binary"``."""
+        if mode == "text":
+            event = {"type": "websocket.send", "text": self._json.encode_text(data)}
+        elif mode == "binary":
+            event = {"type": "websocket.send", "bytes": self._json.encode_binary(data)}
+        else:
+            raise RuntimeError(_MODE_ERROR)
+        if self._app_state != CONNECTED:
+            return await states.call(self, "send", event)  # type: ignore[no-any-return]
+        try:
+            await self._send(event)
+        except OSError:
+            self._lost()
+            raise WebSocketDisconnect(code=1006)
+
+    async def send(self, message: Any) -> None:
+        """``send_<send_type>(message)``."""
+        kind = self._send_kind
+        if kind == TEXT:
+            return await self.send_text(message)
+        if kind == JSON:
+            return await self.send_json(message)
+        if kind == BYTES:
+            return await self.send_bytes(message)
+        return await self.send_event(message)
+
+    # ------------------------------------------------------------------ iteration
+
+    def __aiter__(self) -> WebSocketCore:
+        return self
+
+    async def __anext__(self) -> Any:
+        # Ends with the WebSocketDisconnect itself: `async with` handles it.
+        return await self.receive()

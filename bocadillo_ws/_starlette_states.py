@@ -1,0 +1,104 @@
+"""Every rare path of the connection state machine, run by Starlette itself.
+
+Both backends handle the two hot cases on their own: a ``websocket.receive``
+event while the client is connected, and a ``websocket.send`` while the
+application is connected. Everything else (connect, accept, close,
+disconnect, denial responses, and every state violation) goes through a
+Starlette ``WebSocket`` put in the same state, so the transitions, exception
+types and messages are exactly those of the installed Starlette.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket as StarletteWebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from ._errors import UnexpectedMessageType
+
+if TYPE_CHECKING:
+    from starlette.types import Message
+
+    from ._codec_py import WebSocketCore
+
+
+def starlette_twin(ws: WebSocketCore) -> StarletteWebSocket:
+    """A Starlette WebSocket in ``ws``'s state, talking to the same transport.
+
+    When ``ws`` wraps a framework's WebSocket (``from_starlette``), that object
+    is reused, so the framework sees accurate states afterwards.
+    """
+    twin = ws._origin
+    if twin is None:
+        twin = StarletteWebSocket(ws.scope, ws._receive, ws._send)
+    twin.client_state = ws.client_state
+    twin.application_state = ws.application_state
+    return twin
+
+
+async def call(ws: WebSocketCore, method: str, *args: Any) -> Any:
+    """Run Starlette's ``method`` for ``ws`` and adopt the states it leaves."""
+    twin = starlette_twin(ws)
+    try:
+        return await getattr(twin, method)(*args)
+    finally:
+        ws.client_state = twin.client_state
+        ws.application_state = twin.application_state
+
+
+async def replay_receive(ws: WebSocketCore, event: Message) -> Message:
+    """Starlette's ``receive()`` applied to an event the backend already read.
+
+    Used for anything but ``websocket.receive`` while connected: a disconnect
+    (the state moves on) or an event Starlette refuses (it raises).
+    """
+    twin = starlette_twin(ws)
+
+    async def replay() -> Message:
+        return event
+
+    twin._receive = replay
+    try:
+        return await twin.receive()
+    finally:
+        twin._receive = ws._receive
+        ws.client_state = twin.client_state
+
+
+def raise_for_payload(event: Message, expected: str) -> Any:
+    """The payload of ``event`` as ``expected`` ("text", "bytes" or "json"), or the right error.
+
+    The backends call this only when their fast path did not find a payload
+    of the exact type; it accepts str and bytes subclasses and bytearray.
+    """
+    kind = event.get("type")
+    if kind == "websocket.disconnect":
+        raise WebSocketDisconnect(event.get("code", 1005), event.get("reason"))
+    if kind != "websocket.receive":
+        raise RuntimeError(f'Expected ASGI message "websocket.receive", but got {kind!r}')
+    text = event.get("text")
+    data = event.get("bytes")
+    if text is not None and not isinstance(text, str):
+        raise RuntimeError(
+            f'Malformed ASGI "websocket.receive" event: "text" must be str, not {type(text).__name__}'
+        )
+    if data is not None and not isinstance(data, (bytes, bytearray)):
+        raise RuntimeError(
+            f'Malformed ASGI "websocket.receive" event: "bytes" must be bytes, not {type(data).__name__}'
+        )
+    if text is None and data is None:
+        raise RuntimeError('Malformed ASGI "websocket.receive" event: it carries neither "text" nor "bytes"')
+    if expected == "text":
+        if text is None:
+            raise UnexpectedMessageType("text", "binary")
+        return text
+    if expected == "bytes":
+        if data is None:
+            raise UnexpectedMessageType("binary", "text")
+        return data
+    return text if text is not None else bytes(data)
+
+
+def send_type_error(method: str, expected: str, data: object) -> TypeError:
+    return TypeError(f"{method}() expects {expected}, got {type(data).__name__}")

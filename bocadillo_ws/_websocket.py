@@ -1,0 +1,194 @@
+"""The public ``WebSocket``: the selected backend's core plus Starlette's connection API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.websockets import WebSocket as StarletteWebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from . import _starlette_states as states
+from ._backend import WebSocketCore, make_json_codec
+from ._errors import MessageError
+from ._message_types import message_type_code
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_Self = TypeVar("_Self", bound="WebSocketAPI")
+
+
+def _asgi_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """``(scope, receive, send)`` from what Starlette's ``WebSocket(...)`` accepts."""
+    if len(args) == 3 and not kwargs:
+        return args  # type: ignore[return-value]
+    names = ("scope", "receive", "send")
+    if len(args) > 3:
+        raise TypeError(f"WebSocket() takes 3 positional arguments but {len(args)} were given")
+    values = dict(zip(names, args))
+    for name, value in kwargs.items():
+        if name not in names:
+            raise TypeError(f"WebSocket() got an unexpected keyword argument {name!r}")
+        if name in values:
+            raise TypeError(f"WebSocket() got multiple values for argument {name!r}")
+        values[name] = value
+    missing = [name for name in names if name not in values]
+    if missing:
+        raise TypeError(f"WebSocket() missing required arguments: {', '.join(map(repr, missing))}")
+    return values["scope"], values["receive"], values["send"]
+
+
+class WebSocketAPI(HTTPConnection):
+    """Everything of ``bocadillo_ws.WebSocket`` that is not per-message hot path.
+
+    Mixed into a backend's ``WebSocketCore``; see ``WebSocket`` below.
+    """
+
+    # Provided by WebSocketCore (declared here for type checkers).
+    _app_state: int
+    _client_state: int
+    catch_disconnect: bool
+    client_state: WebSocketState
+    application_state: WebSocketState
+
+    def __init__(
+        self,
+        *args: Any,
+        value_type: str | None = None,
+        receive_type: str | None = None,
+        send_type: str | None = None,
+        catch_disconnect: bool = True,
+        json_codec: object = "ujson",
+        **kwargs: Any,
+    ) -> None:
+        scope, receive, send = _asgi_arguments(args, kwargs)
+        super().__init__(scope)
+        assert scope["type"] == "websocket"
+        if value_type is not None:
+            receive_type = send_type = value_type
+        self._bind(  # type: ignore[attr-defined]
+            receive,
+            send,
+            "text" if receive_type is None else receive_type,
+            "text" if send_type is None else send_type,
+            catch_disconnect,
+            json_codec,
+        )
+
+    _OPTIONS = frozenset({"value_type", "receive_type", "send_type", "catch_disconnect", "json_codec"})
+
+    @classmethod
+    def _check_options(cls, options: dict[str, Any]) -> None:
+        """Refuse bad constructor keywords early (at decoration time, for views)."""
+        unknown = sorted(set(options) - cls._OPTIONS)
+        if unknown:
+            raise TypeError(f"Unknown WebSocket option(s): {', '.join(unknown)}")
+        for name in ("value_type", "receive_type", "send_type"):
+            if options.get(name) is not None:
+                message_type_code(options[name], name)
+        make_json_codec(options.get("json_codec", "ujson"))
+
+    @classmethod
+    def from_starlette(cls: type[_Self], websocket: StarletteWebSocket, **options: Any) -> _Self:
+        """Wrap a Starlette/FastAPI ``WebSocket`` that a framework already created.
+
+        The new object takes over its transport and connection state; state
+        changes are written back, so the framework's own error handlers see
+        them.
+        """
+        if not isinstance(websocket, StarletteWebSocket):
+            raise TypeError(f"from_starlette() expects a starlette WebSocket, got {type(websocket).__name__}")
+        self = cls(websocket.scope, websocket._receive, websocket._send, **options)
+        self._adopt(websocket)  # type: ignore[attr-defined]
+        return self
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def accept(
+        self,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Wait for ``websocket.connect`` if not yet seen, then send ``websocket.accept``."""
+        await states.call(self, "accept", subprotocol, headers)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Send ``websocket.close``."""
+        await states.call(self, "close", code, reason)
+
+    async def ensure_closed(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close unless already closed by either side; never raises for "already closed"."""
+        if self._app_state > 1 or self._client_state > 1:  # DISCONNECTED or RESPONSE
+            return
+        try:
+            await self.close(code, reason)
+        except WebSocketDisconnect:
+            pass  # the peer went away while we were closing: closed all the same
+
+    async def send_denial_response(self, response: Response) -> None:
+        """Reject the handshake with an HTTP response (needs the server's extension)."""
+        if "websocket.http.response" in self.scope.get("extensions", {}):
+            await response(self.scope, self.receive_event, self.send_event)  # type: ignore[attr-defined]
+        else:
+            raise RuntimeError("The server doesn't support the Websocket Denial Response extension.")
+
+    async def __aenter__(self: _Self) -> _Self:
+        if self._app_state == 0:  # CONNECTING
+            await self.accept()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None:
+            await self.ensure_closed(1000)
+            return False
+        if isinstance(exc, WebSocketDisconnect):
+            return bool(self.catch_disconnect)  # the peer is gone: nothing to send
+        if not isinstance(exc, Exception):
+            return False  # cancellation or interpreter exit: don't await the peer
+        code = exc.close_code if isinstance(exc, MessageError) else 1011
+        try:
+            await self.ensure_closed(code)
+        except Exception:
+            pass  # never hide the original exception behind a failed close
+        return False
+
+    # ------------------------------------------------------------------ Starlette's iterators
+
+    async def iter_text(self) -> AsyncIterator[str]:
+        try:
+            while True:
+                yield await self.receive_text()  # type: ignore[attr-defined]
+        except WebSocketDisconnect:
+            pass
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield await self.receive_bytes()  # type: ignore[attr-defined]
+        except WebSocketDisconnect:
+            pass
+
+    async def iter_json(self) -> AsyncIterator[Any]:
+        try:
+            while True:
+                yield await self.receive_json()  # type: ignore[attr-defined]
+        except WebSocketDisconnect:
+            pass
+
+
+class WebSocket(WebSocketAPI, WebSocketCore):
+    """A WebSocket connection: Starlette's API, Bocadillo's typed messages, a compiled hot path.
+
+    ``WebSocket(scope, receive, send, value_type=None, receive_type=None,
+    send_type=None, catch_disconnect=True, json_codec="ujson")``.
+    """
