@@ -20,7 +20,7 @@ from ._errors import UnexpectedMessageType
 if TYPE_CHECKING:
     from starlette.types import Message
 
-    from ._codec_py import WebSocketCore
+    from ._backend import WebSocketCore
 
 
 def starlette_twin(ws: WebSocketCore) -> StarletteWebSocket:

@@ -70,6 +70,7 @@ class WebSocketAPI(HTTPConnection):
         super().__init__(scope)
         assert scope["type"] == "websocket"
         if value_type is not None:
+            message_type_code(value_type, "value_type")  # name the parameter the user wrote
             receive_type = send_type = value_type
         self._bind(  # type: ignore[attr-defined]
             receive,

@@ -1,0 +1,164 @@
+"""CONTRACT.md §7: which backend is live, how it is chosen, how it is built."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bocadillo_ws
+from bocadillo_ws._env import ENV_VAR, extensions_disabled
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(code: str, **env: str) -> str:
+    """``python -I -c code`` in a clean environment (no BOCADILLO_WS_* from the caller)."""
+    environ = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    environ.update(env)
+    # -I: the source tree (cwd) must not shadow the installed, compiled package.
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", code], env=environ, capture_output=True, text=True, timeout=60, check=True
+    )
+    return result.stdout.strip()
+
+
+CHECK = "import bocadillo_ws as b; print(b.BACKEND, b.WebSocket.__mro__[-2].__module__)"
+
+
+@pytest.mark.c_extension
+def test_compiled_backend_is_preferred_by_default() -> None:
+    assert run_python(CHECK) == "cython bocadillo_ws._codec"
+
+
+@pytest.mark.c_extension
+def test_live_backend_in_this_process_is_compiled() -> None:
+    assert bocadillo_ws.BACKEND == "cython"
+    assert bocadillo_ws.WebSocket.receive_text.__qualname__ == "WebSocketCore.receive_text"
+    assert type(bocadillo_ws.WebSocket.__mro__[-2]).__module__ == "builtins"  # a C type, not a Python class
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "true", "Y", " on "])
+def test_env_var_forces_pure_python(value: str) -> None:
+    assert run_python(CHECK, **{ENV_VAR: value}) == "python bocadillo_ws._codec_py"
+
+
+@pytest.mark.c_extension
+@pytest.mark.parametrize("value", ["0", "", "false", "no", "off"])
+def test_env_var_falsy_values_keep_the_extension(value: str) -> None:
+    assert run_python(CHECK, **{ENV_VAR: value}) == "cython bocadillo_ws._codec"
+
+
+def test_non_cpython_gets_pure_python() -> None:
+    code = "import sys; sys.implementation.name = 'pypy'; " + CHECK
+    assert run_python(code) == "python bocadillo_ws._codec_py"
+
+
+def test_env_parsing_is_one_function() -> None:
+    assert extensions_disabled({ENV_VAR: "1"}) and not extensions_disabled({})
+    # setup.py reads the variable through the same file.
+    assert "_env.py" in (ROOT / "setup.py").read_text()
+
+
+def test_twins_are_imported_only_by_the_selector() -> None:
+    for path in (ROOT / "bocadillo_ws").glob("*.py"):
+        if path.name != "_backend.py":
+            source = path.read_text()
+            assert "import _codec" not in source and "from ._codec" not in source, path.name
+
+
+# --------------------------------------------------------------------------- the twins agree
+
+
+def _public_api(module: Any) -> dict[str, Any]:
+    api: dict[str, Any] = {"make_json_codec": module.make_json_codec}
+    for cls_name in ("WebSocketCore", "JSONCodec", "UJSONCodec", "StdlibJSONCodec", "OrjsonCodec", "CustomJSONCodec"):
+        cls = getattr(module, cls_name)
+        api[cls_name] = cls
+        for name, value in vars(cls).items():
+            if name.startswith("__") and name not in ("__aiter__", "__anext__"):
+                continue
+            # Special methods are C slots in the extension: compare presence only.
+            api[f"{cls_name}.{name}"] = "special method" if name.startswith("__") else value
+    return api
+
+
+def _shape(obj: Any) -> Any:
+    if isinstance(obj, property) or type(obj).__name__ == "getset_descriptor":
+        return "attribute"
+    if isinstance(obj, type):
+        return "class"
+    if isinstance(obj, str):
+        return obj
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return "attribute"  # member descriptors (C fields / __slots__)
+    return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+
+
+@pytest.mark.c_extension
+def test_twins_have_the_same_public_api_and_signatures(both_impls: list[Any]) -> None:
+    compiled, pure = (_public_api(impl.module) for impl in both_impls)
+    # Names: every public name of one exists in the other.
+    public = lambda api: {k for k in api if not k.split(".")[-1].startswith("_") or k.endswith("__")}  # noqa: E731
+    assert public(compiled) == public(pure)
+    for name in sorted(public(pure)):
+        assert _shape(compiled[name]) == _shape(pure[name]), name
+
+
+@pytest.mark.c_extension
+def test_public_websocket_methods_have_the_same_signatures(both_impls: list[Any]) -> None:
+    compiled, pure = (impl.WebSocket for impl in both_impls)
+    names = [n for n in dir(pure) if not n.startswith("_") and callable(getattr(pure, n))]
+    assert "receive_json" in names and "send" in names and "accept" in names
+    for name in names:
+        assert _shape(getattr(compiled, name)) == _shape(getattr(pure, name)), name
+    assert inspect.signature(compiled.__init__) == inspect.signature(pure.__init__)
+
+
+# --------------------------------------------------------------------------- the build
+
+
+def _copy_source(tmp_path: Path) -> Path:
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "bocadillo_ws", source / "bocadillo_ws", ignore=shutil.ignore_patterns("*.so", "*.c"))
+    return source
+
+
+def _build(source: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    environ.update(env)
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", "dist", "."]
+    return subprocess.run(command, cwd=source, env=environ, capture_output=True, text=True, timeout=300)
+
+
+def test_pure_build_is_explicit_and_makes_a_pure_wheel(tmp_path: Path) -> None:
+    source = _copy_source(tmp_path)
+    result = _build(source, **{ENV_VAR: "1"})
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (source / "dist").glob("*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "bocadillo_ws/_codec_py.py" in names and "bocadillo_ws/py.typed" in names
+    assert not [n for n in names if n.endswith((".so", ".pyd", ".c", ".pyx"))]
+
+
+def test_build_that_cannot_compile_fails_loudly(tmp_path: Path) -> None:
+    source = _copy_source(tmp_path)
+    result = _build(source, CC="false", LDSHARED="false", CFLAGS="")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "could not compile its Cython extension" in output
+    assert f"{ENV_VAR}=1" in output
+    assert not list(source.glob("dist/*.whl"))

@@ -1,0 +1,283 @@
+"""The chat demo (``demo/chat.py``): rooms, broadcasts, validation, the page.
+
+Everything runs on 127.0.0.1 through a real uvicorn server (``servers.serve``)
+and real ``websockets`` clients, except the delivery-failure test, which
+needs a member whose send fails on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from servers import serve
+from starlette.testclient import TestClient
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+import bocadillo_ws
+
+pytestmark = pytest.mark.anyio
+
+DEMO = Path(__file__).resolve().parents[1] / "demo" / "chat.py"
+
+# Bounds for every network wait: generous for what must arrive, short for
+# proving that something does not.
+ARRIVES = 5.0
+ABSENT = 0.3
+
+
+def load_demo() -> ModuleType:
+    # By path: demo/ is not a package, and importing it must not put the
+    # repository root (and its uncompiled bocadillo_ws/) on sys.path.
+    spec = importlib.util.spec_from_file_location("bocadillo_ws_chat_demo", DEMO)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+chat = load_demo()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def base_url() -> Any:
+    with serve(chat.create_app()) as url:
+        yield url
+
+
+@asynccontextmanager
+async def client(base_url: str, room: str, name: str | None = None) -> AsyncIterator[ClientConnection]:
+    url = f"{base_url}/ws/{room}" + ("" if name is None else f"?name={name}")
+    async with connect(url, open_timeout=ARRIVES, close_timeout=ARRIVES) as ws:
+        yield ws
+
+
+async def receive(ws: ClientConnection) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), ARRIVES))
+
+
+async def send(ws: ClientConnection, message: Any) -> None:
+    await ws.send(json.dumps(message))
+
+
+async def assert_nothing_arrives(ws: ClientConnection) -> None:
+    # Cancelling recv() is safe in websockets: nothing is lost.
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ws.recv(), ABSENT)
+
+
+async def close_code(ws: ClientConnection) -> int | None:
+    """Read until the server closes the connection; the code the client saw."""
+
+    async def drain() -> None:
+        while True:
+            await ws.recv()
+
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(drain(), ARRIVES)
+    return ws.close_code
+
+
+def join(room: str, name: str) -> dict[str, str]:
+    return {"type": "join", "room": room, "name": name}
+
+
+def leave(room: str, name: str) -> dict[str, str]:
+    return {"type": "leave", "room": room, "name": name}
+
+
+# --------------------------------------------------------------------------- rooms
+
+
+async def test_two_clients_in_a_room_see_each_other(base_url: str) -> None:
+    async with client(base_url, "lobby", "ana") as ana:
+        assert await receive(ana) == join("lobby", "ana")  # ana is in: now bob can come
+        async with client(base_url, "lobby", "bob") as bob:
+            assert await receive(bob) == join("lobby", "bob")
+            assert await receive(ana) == join("lobby", "bob")
+
+            await send(ana, {"text": "hi bob"})
+            for ws in (ana, bob):  # the sender gets its own message too
+                event = await receive(ws)
+                assert isinstance(event.pop("ts"), float)
+                assert event == {"type": "message", "room": "lobby", "name": "ana", "text": "hi bob"}
+
+            await send(bob, {"text": "hi ana ☕ / \"quoted\""})
+            for ws in (ana, bob):
+                event = await receive(ws)
+                assert (event["name"], event["text"]) == ("bob", "hi ana ☕ / \"quoted\"")
+
+        assert await receive(ana) == leave("lobby", "bob")
+        await assert_nothing_arrives(ana)
+
+
+async def test_another_room_sees_nothing(base_url: str) -> None:
+    async with client(base_url, "lobby", "ana") as ana, client(base_url, "kitchen", "cy") as cy:
+        assert await receive(ana) == join("lobby", "ana")
+        assert await receive(cy) == join("kitchen", "cy")
+
+        await send(ana, {"text": "lobby only"})
+        assert (await receive(ana))["text"] == "lobby only"  # delivered by now...
+        await assert_nothing_arrives(cy)  # ...and not to the kitchen
+
+        await send(cy, {"text": "kitchen only"})
+        assert (await receive(cy))["text"] == "kitchen only"
+        await assert_nothing_arrives(ana)
+
+
+async def test_name_defaults_and_rooms_empty_out() -> None:
+    app = chat.create_app()
+    with serve(app) as url:
+        async with client(url, "lobby") as anon:
+            assert await receive(anon) == join("lobby", "anonymous")
+            assert app.state.rooms.rooms() == ["lobby"]
+        for _ in range(100):  # the server notices the close shortly after the client
+            if not app.state.rooms.rooms():
+                break
+            await asyncio.sleep(0.01)
+        assert app.state.rooms.rooms() == []
+
+
+def test_apps_do_not_share_rooms() -> None:
+    first, second = chat.create_app(), chat.create_app()
+    assert first.state.rooms is not second.state.rooms
+
+
+# --------------------------------------------------------------------------- validation
+
+
+BAD_MESSAGES = [
+    pytest.param("not json", 1007, id="not-json"),
+    pytest.param(b"\xff\xfe", 1007, id="binary-not-utf8"),
+    pytest.param("[1, 2]", 1008, id="not-an-object"),
+    pytest.param('"hello"', 1008, id="a-string"),
+    pytest.param("{}", 1008, id="no-text"),
+    pytest.param('{"text": 5}', 1008, id="text-not-a-string"),
+    pytest.param('{"text": null}', 1008, id="text-null"),
+    pytest.param(json.dumps({"text": "x" * (chat.MAX_TEXT + 1)}), 1008, id="text-too-long"),
+]
+
+
+@pytest.mark.parametrize(("frame", "code"), BAD_MESSAGES)
+async def test_bad_message_closes_with_documented_code(base_url: str, frame: str | bytes, code: int) -> None:
+    async with client(base_url, "lobby", "ana") as ana:
+        assert await receive(ana) == join("lobby", "ana")
+        await ana.send(frame)
+        assert await close_code(ana) == code
+
+
+async def test_bad_message_only_ends_its_sender(base_url: str) -> None:
+    async with client(base_url, "lobby", "ana") as ana:
+        assert await receive(ana) == join("lobby", "ana")
+        async with client(base_url, "lobby", "eve") as eve:
+            assert await receive(eve) == join("lobby", "eve")
+            assert await receive(ana) == join("lobby", "eve")
+            await send(eve, {"nope": True})
+            assert await close_code(eve) == 1008
+        assert await receive(ana) == leave("lobby", "eve")
+        await send(ana, {"text": "still here"})
+        assert (await receive(ana))["text"] == "still here"
+
+
+async def test_limits_are_inclusive_and_binary_json_works(base_url: str) -> None:
+    async with client(base_url, "lobby", "ana") as ana:
+        assert await receive(ana) == join("lobby", "ana")
+        longest = "é" * chat.MAX_TEXT  # characters, not bytes
+        await send(ana, {"text": longest, "extra": "ignored"})
+        assert (await receive(ana))["text"] == longest
+        await ana.send(json.dumps({"text": "as bytes"}).encode())
+        assert (await receive(ana))["text"] == "as bytes"
+
+
+async def test_too_long_name_or_room_is_refused(base_url: str) -> None:
+    async with client(base_url, "lobby", "n" * (chat.MAX_NAME + 1)) as ws:
+        assert await close_code(ws) == 1008
+    async with client(base_url, "r" * (chat.MAX_ROOM + 1), "ana") as ws:
+        assert await close_code(ws) == 1008
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+class FakeMember:
+    """A room member whose send can be made to fail like a vanished peer."""
+
+    def __init__(self, alive: bool = True) -> None:
+        self.alive = alive
+        self.received: list[Any] = []
+
+    async def send(self, message: Any) -> None:
+        if not self.alive:
+            raise bocadillo_ws.WebSocketDisconnect(1006)
+        self.received.append(message)
+
+
+async def test_a_dead_member_does_not_break_a_broadcast() -> None:
+    rooms = chat.Rooms()
+    ana, ghost, bob = FakeMember(), FakeMember(), FakeMember()
+    await rooms.join("lobby", "ana", ana)
+    await rooms.join("lobby", "ghost", ghost)
+    await rooms.join("lobby", "bob", bob)
+    ghost.alive = False
+
+    event = {"type": "message", "room": "lobby", "name": "ana", "text": "hi", "ts": 0.0}
+    await rooms.broadcast("lobby", event)
+
+    assert ana.received[-1] == event and bob.received[-1] == event
+    assert rooms.members("lobby") == {ana, bob}  # the ghost is dropped, quietly
+    await rooms.broadcast("lobby", event)  # and not tried again
+    assert ana.received.count(event) == bob.received.count(event) == 2
+
+
+async def test_leave_reaches_the_rest_and_is_idempotent() -> None:
+    rooms = chat.Rooms()
+    ana, bob = FakeMember(), FakeMember()
+    await rooms.join("lobby", "ana", ana)
+    await rooms.join("lobby", "bob", bob)
+    await rooms.leave("lobby", "bob", bob)
+    await rooms.leave("lobby", "bob", bob)  # after being dropped as dead, say
+    assert ana.received[-1] == leave("lobby", "bob")
+    assert bob.received == [join("lobby", "bob")]  # nothing after leaving
+    await rooms.leave("lobby", "ana", ana)
+    assert rooms.rooms() == []
+
+
+# --------------------------------------------------------------------------- page and script
+
+
+def test_page_is_served() -> None:
+    with TestClient(chat.create_app()) as http:
+        response = http.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "new WebSocket(" in response.text
+    assert "/ws/" in response.text
+
+
+def test_main_prints_the_backend_and_runs_uvicorn(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
+    chat.main(["--port", "8765"])
+    out = capsys.readouterr().out
+    assert f"backend: {bocadillo_ws.BACKEND}" in out
+    assert "http://127.0.0.1:8765/" in out
+    [call] = calls
+    assert (call["host"], call["port"]) == ("127.0.0.1", 8765)
+    assert call["app"].state.rooms.rooms() == []

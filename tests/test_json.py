@@ -1,0 +1,280 @@
+"""CONTRACT.md §5: the JSON codecs, on both backends."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import bocadillo_ws
+from asgi_helpers import binary, open_socket, text
+
+NAMED = ["ujson", "json", "orjson"]
+
+
+class JsonModuleCodec:
+    """A user codec: compact stdlib json, returning str."""
+
+    @staticmethod
+    def dumps(obj: Any) -> str:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+    @staticmethod
+    def loads(payload: str | bytes) -> Any:
+        return json.loads(payload)
+
+
+class BytesCodec(JsonModuleCodec):
+    """A user codec returning UTF-8 bytes, like orjson.dumps."""
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:  # type: ignore[override]
+        return JsonModuleCodec.dumps(obj).encode("utf-8")
+
+
+@pytest.fixture(params=[*NAMED, "custom-str", "custom-bytes"])
+def codec(request: pytest.FixtureRequest, impl: Any) -> Any:
+    spec = {"custom-str": JsonModuleCodec(), "custom-bytes": BytesCodec()}.get(request.param, request.param)
+    return impl.module.make_json_codec(spec)
+
+
+ORDINARY = [
+    {"msg": "héllo / 👋 <b>&", "n": 1, "f": 2.5, "ok": True, "none": None, "list": [1, "2", [3]]},
+    [1, -2, 3.25, 1e16, 0.1, -0.0, "\u2028", "\x00\x1f\x7f", 'a\\b"c'],
+    "just a string",
+    {"nested": {"deeper": [{"k": "v"}] * 3}},
+    {},
+    [],
+    0,
+    None,
+]
+
+
+@pytest.mark.parametrize("data", ORDINARY)
+def test_wire_text_is_starlettes(codec: Any, data: Any) -> None:
+    expected = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    assert codec.encode_text(data) == expected
+    assert codec.encode_binary(data) == expected.encode("utf-8")
+    assert type(codec.encode_binary(data)) is bytes
+
+
+@pytest.mark.parametrize("data", ORDINARY)
+def test_round_trip_text_and_binary(codec: Any, data: Any) -> None:
+    assert codec.decode(codec.encode_text(data)) == data
+    assert codec.decode(codec.encode_binary(data)) == data
+
+
+@pytest.mark.parametrize(
+    "n",
+    [2**63, 2**64, -(2**64) - 1, 10**100, 10**5000, -(10**6000)],
+    ids=["2**63", "2**64", "-2**64-1", "10**100", "10**5000", "-10**6000"],
+)
+def test_any_int_serialises(codec: Any, n: int) -> None:
+    import sys
+
+    limit = sys.get_int_max_str_digits()
+    try:
+        sys.set_int_max_str_digits(0)
+        expected = str(n)
+    finally:
+        sys.set_int_max_str_digits(limit)
+    if codec.name == "custom" and abs(n) > 10**4000:
+        # A user codec prints ints its own way: here json's digit limit shows through.
+        with pytest.raises(ValueError, match="integer string conversion"):
+            codec.encode_text([n])
+        return
+    assert codec.encode_text([n]) == f"[{expected}]"
+    assert sys.get_int_max_str_digits() == limit  # the limit is restored
+
+
+@pytest.mark.parametrize("bad", [{1, 2}, object(), b"bytes", complex(1, 2), {"k": {1}}])
+def test_unserialisable_is_type_error(codec: Any, bad: Any) -> None:
+    with pytest.raises(TypeError):
+        codec.encode_text(bad)
+    with pytest.raises(TypeError):
+        codec.encode_binary(bad)
+
+
+@pytest.mark.parametrize(
+    "bad", [float("nan"), float("inf"), float("-inf"), [None, float("nan")], {"a": [1, {"b": float("inf")}]}]
+)
+def test_nan_and_infinity_are_value_errors(codec: Any, bad: Any) -> None:
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        codec.encode_text(bad)
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        codec.encode_binary(bad)
+
+
+def test_null_is_not_mistaken_for_nan(codec: Any) -> None:
+    assert codec.encode_text([None, 1.5, {"x": None}]) == '[null,1.5,{"x":null}]'
+
+
+@pytest.mark.parametrize("depth", [100_000])
+def test_deep_nesting_is_value_error_on_send(codec: Any, depth: int) -> None:
+    data: Any = []
+    for _ in range(depth):
+        data = [data]
+    with pytest.raises(ValueError) as info:
+        codec.encode_text(data)
+    assert not isinstance(info.value, RecursionError)
+
+
+def test_moderate_nesting_works(codec: Any) -> None:
+    data: Any = "leaf"
+    for _ in range(200):
+        data = {"k": [data]}
+    assert codec.decode(codec.encode_text(data)) == data
+
+
+@pytest.mark.parametrize("document", ["[" * 100_000 + "]" * 100_000, "[" * 10_000_000, '{"a":' * 50_000])
+def test_deep_nesting_is_invalid_json_on_receive(codec: Any, document: str) -> None:
+    with pytest.raises(bocadillo_ws.InvalidJSON) as info:
+        codec.decode(document)
+    assert info.value.close_code == 1007
+
+
+@pytest.mark.parametrize("document", ["", "{", "[1,]", "{'a': 1}", "nul", '{"a":1}x', "\ufeff[1]", "NaNx"])
+def test_bad_json_is_invalid_json(codec: Any, document: str) -> None:
+    for payload in (document, document.encode("utf-8")):
+        with pytest.raises(bocadillo_ws.InvalidJSON) as info:
+            codec.decode(payload)
+        assert isinstance(info.value, json.JSONDecodeError)
+
+
+@pytest.mark.parametrize("payload", [b"\xff", b'"\xc3"', b'"\xed\xa0\x80"', b"[1]\xff", b"\xc0\xaf"])
+def test_bad_utf8_is_invalid_json(codec: Any, payload: bytes) -> None:
+    with pytest.raises(bocadillo_ws.InvalidJSON):
+        codec.decode(payload)
+
+
+def test_int_beyond_the_digit_limit_is_invalid_json_on_receive(codec: Any) -> None:
+    with pytest.raises(bocadillo_ws.InvalidJSON):
+        codec.decode("1" * 5000)
+
+
+# --------------------------------------------------------------------------- choosing a codec
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_named_codec_per_connection(WebSocket: type[Any], name: str) -> None:
+    ws, _ = open_socket(WebSocket, json_codec=name)
+    assert ws.json_codec == name
+
+
+def test_custom_codec_per_connection(WebSocket: type[Any]) -> None:
+    ws, _ = open_socket(WebSocket, json_codec=JsonModuleCodec())
+    assert ws.json_codec == "custom"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", [*NAMED, "custom"])
+async def test_codec_is_used_on_the_wire(WebSocket: type[Any], name: str) -> None:
+    spec = JsonModuleCodec() if name == "custom" else name
+    ws, transport = open_socket(WebSocket, text('{"a":"é"}'), binary(b"[1,2]"), value_type="json", json_codec=spec)
+    await ws.accept()
+    assert await ws.receive() == {"a": "é"}
+    assert await ws.receive() == [1, 2]
+    await ws.send({"b": "/"})
+    await ws.send_json({"b": "/"}, mode="binary")
+    assert transport.frames == [
+        {"type": "websocket.send", "text": '{"b":"/"}'},
+        {"type": "websocket.send", "bytes": b'{"b":"/"}'},
+    ]
+
+
+def test_unknown_codec_name(WebSocket: type[Any]) -> None:
+    with pytest.raises(ValueError, match="Unknown json_codec 'simplejson': expected one of 'ujson', 'orjson', 'json'"):
+        open_socket(WebSocket, json_codec="simplejson")
+
+
+@pytest.mark.parametrize("bad", [42, None, object(), json.JSONEncoder()])
+def test_codec_without_dumps_and_loads(WebSocket: type[Any], bad: object) -> None:
+    with pytest.raises(TypeError, match="object with dumps\\(\\) and loads\\(\\)"):
+        open_socket(WebSocket, json_codec=bad)
+
+
+def test_orjson_missing_is_a_clear_error(WebSocket: type[Any], impl: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(impl.module, "orjson", None)
+    with pytest.raises(ImportError, match='pip install "bocadillo_ws\\[orjson\\]"'):
+        open_socket(WebSocket, json_codec="orjson")
+
+
+def test_stdlib_module_as_a_custom_codec(impl: Any) -> None:
+    # json itself has dumps/loads; its output is sent as it writes it.
+    codec = impl.module.make_json_codec(json)
+    assert codec.encode_text({"a": 1}) == '{"a": 1}'
+    assert codec.decode(b'{"a": 1}') == {"a": 1}
+
+
+# --------------------------------------------------------------------------- user codec edge cases
+
+
+class Broken:
+    def __init__(self, out: Any = "", error: BaseException | None = None) -> None:
+        self.out, self.error = out, error
+
+    def dumps(self, obj: Any) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.out
+
+    def loads(self, payload: Any) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.out
+
+
+def test_custom_dumps_must_return_str_or_bytes(impl: Any) -> None:
+    codec = impl.module.make_json_codec(Broken(out=42))
+    with pytest.raises(TypeError, match="json_codec Broken.dumps\\(\\) must return str or bytes, not int"):
+        codec.encode_text({})
+    with pytest.raises(TypeError, match="must return str or bytes, not int"):
+        codec.encode_binary({})
+
+
+def test_custom_dumps_bad_utf8_is_value_error(impl: Any) -> None:
+    codec = impl.module.make_json_codec(Broken(out=b'"\xff"'))
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        codec.encode_text({})
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        codec.encode_binary({})
+
+
+def test_custom_recursion_error_is_mapped(impl: Any) -> None:
+    codec = impl.module.make_json_codec(Broken(error=RecursionError("deep")))
+    with pytest.raises(ValueError, match="Maximum nesting depth exceeded"):
+        codec.encode_text({})
+    with pytest.raises(bocadillo_ws.InvalidJSON, match="Maximum nesting depth exceeded"):
+        codec.decode("[]")
+
+
+def test_custom_loads_value_error_is_invalid_json(impl: Any) -> None:
+    codec = impl.module.make_json_codec(Broken(error=ValueError("nope")))
+    with pytest.raises(bocadillo_ws.InvalidJSON, match="nope"):
+        codec.decode("[]")
+
+
+def test_custom_loads_other_errors_propagate(impl: Any) -> None:
+    codec = impl.module.make_json_codec(Broken(error=KeyError("bug in the codec")))
+    with pytest.raises(KeyError):
+        codec.decode("[]")
+
+
+# --------------------------------------------------------------------------- documented differences
+
+
+@pytest.mark.parametrize("document", ["01", "1.", "[-]", '"a\nb"'])
+def test_ujson_leniencies_are_as_documented(impl: Any, document: str) -> None:
+    """README "JSON codecs": ujson accepts these; json and orjson refuse them."""
+    assert impl.module.make_json_codec("ujson").decode(document) is not None
+    for strict in ("json", "orjson"):
+        with pytest.raises(bocadillo_ws.InvalidJSON):
+            impl.module.make_json_codec(strict).decode(document)
+
+
+def test_invalid_json_keeps_stdlib_position(impl: Any) -> None:
+    with pytest.raises(bocadillo_ws.InvalidJSON) as info:
+        impl.module.make_json_codec("ujson").decode('{"a": 1,\n "b": }')
+    assert (info.value.lineno, info.value.colno) == (2, 7)
+    assert info.value.msg == "Expecting value"
