@@ -9,15 +9,24 @@ the run is pure on purpose (the tox ``pure`` envs).
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 import bocadillo_ws
 from bocadillo_ws._websocket import WebSocketAPI
+
+
+# HYPOTHESIS_PROFILE picks one: "dev" (default, quick), "ci" (tox), "long".
+settings.register_profile("dev", max_examples=200)
+settings.register_profile("ci", max_examples=1_000)
+settings.register_profile("long", max_examples=100_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -304,9 +304,9 @@ async def test_json_echo_3000_pipelined(server: Server) -> None:
 
 
 async def test_json_echo_windowed(server: Server) -> None:
-    """The same echo with at most 64 messages in flight, client sending binary frames."""
+    """The same echo with at most 200 messages in flight, client sending binary frames."""
     messages = json_messages(3000)
-    window = 64
+    window = 200
     received: list[Any] = []
     _, url = server.url("/json")
     async with client_for(url) as client:
