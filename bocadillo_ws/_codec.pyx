@@ -8,7 +8,9 @@ with the dict C API when they are plain dicts, and the codecs are called
 through C-level method slots.
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport PyObject_Call
+from cpython.unicode cimport PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND, PyUnicode_READ
 
 import ujson
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -64,6 +66,61 @@ cdef inline object _type_of(object event):
 # --------------------------------------------------------------------------- codecs
 
 
+cdef Py_ssize_t _RUN = fallback.LONG_DIGIT_RUN
+
+
+cdef inline bint _is_digit(Py_UCS4 c) noexcept:
+    return (<unsigned int>c) - 48u < 10u  # unsigned: below "0" wraps around
+
+
+cpdef bint has_long_digit_run(object payload) except -1:
+    # _json_fallback.has_long_digit_run, in C. A run of _RUN digits covering
+    # position i needs payload[i] to be a digit, so probe every _RUN-th
+    # character and only look around the digits found.
+    cdef Py_ssize_t n, i, j, k
+    cdef const unsigned char* raw
+    cdef int kind
+    cdef void* data
+    if type(payload) is not str:
+        if type(payload) is not bytes:
+            return fallback.has_long_digit_run(payload)
+        raw = <const unsigned char*>PyBytes_AS_STRING(payload)
+        n = PyBytes_GET_SIZE(payload)
+        i = _RUN - 1
+        while i < n:
+            if not _is_digit(raw[i]):
+                i += _RUN
+                continue
+            j = i - 1
+            while j > i - _RUN and _is_digit(raw[j]):
+                j -= 1
+            k = i + 1
+            while k < n and _is_digit(raw[k]):
+                k += 1
+            if k - j - 1 >= _RUN:
+                return True
+            i = k + _RUN
+        return False
+    kind = PyUnicode_KIND(payload)
+    data = PyUnicode_DATA(payload)
+    n = PyUnicode_GET_LENGTH(payload)
+    i = _RUN - 1
+    while i < n:
+        if not _is_digit(PyUnicode_READ(kind, data, i)):
+            i += _RUN
+            continue
+        j = i - 1
+        while j > i - _RUN and _is_digit(PyUnicode_READ(kind, data, j)):
+            j -= 1
+        k = i + 1
+        while k < n and _is_digit(PyUnicode_READ(kind, data, k)):
+            k += 1
+        if k - j - 1 >= _RUN:
+            return True
+        i = k + _RUN
+    return False
+
+
 cdef class JSONCodec:
     """How one connection turns values into JSON and back."""
 
@@ -86,10 +143,12 @@ cdef class UJSONCodec(JSONCodec):
 
     cpdef object encode_text(self, object data):
         try:
-            return PyObject_Call(_ujson_dumps, (data,), _UJSON_DUMPS_OPTIONS)
+            out = PyObject_Call(_ujson_dumps, (data,), _UJSON_DUMPS_OPTIONS)
         except (TypeError, ValueError, OverflowError):
-            pass
-        return fallback.dumps(data)
+            return fallback.dumps(data)
+        if "e-" in out or "0.0000" in out:  # maybe a float json prints otherwise
+            return fallback.fix_floats(out)
+        return out
 
     cpdef object decode(self, object payload):
         # Decode bytes ourselves: ujson.loads(bytes) accepts CESU-8 surrogates.
@@ -134,13 +193,19 @@ cdef class OrjsonCodec(JSONCodec):
         # orjson writes NaN and Infinity as null: never send that silently.
         if b"null" in out and fallback.has_non_finite_float(data):
             raise ValueError("Out of range float values are not JSON compliant")
+        if b"e-" in out or b"0.0000" in out:  # maybe a float json prints otherwise
+            return fallback.fix_floats(out.decode("utf-8")).encode("utf-8")
         return out
 
     cpdef object decode(self, object payload):
         try:
-            return orjson.loads(payload)
+            value = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             error = fallback.invalid_json(exc, exc.doc)
+        else:
+            if has_long_digit_run(payload):  # maybe an int orjson made a float
+                return fallback.exact_loads(payload)
+            return value
         raise error
 
 

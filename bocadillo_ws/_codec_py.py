@@ -67,10 +67,12 @@ class UJSONCodec(JSONCodec):
 
     def encode_text(self, data: Any) -> str:
         try:
-            return ujson.dumps(data, ensure_ascii=False, escape_forward_slashes=False, allow_nan=False)
+            out: str = ujson.dumps(data, ensure_ascii=False, escape_forward_slashes=False, allow_nan=False)
         except (TypeError, ValueError, OverflowError):
-            pass
-        return fallback.dumps(data)
+            return fallback.dumps(data)
+        if "e-" in out or "0.0000" in out:  # maybe a float json prints otherwise
+            return fallback.fix_floats(out)
+        return out
 
     def decode(self, payload: str | bytes) -> Any:
         # Decode bytes ourselves: ujson.loads(bytes) accepts CESU-8 surrogates.
@@ -96,6 +98,11 @@ class StdlibJSONCodec(JSONCodec):
         return fallback.loads(text)
 
 
+# Whether a payload may hold an integer orjson would read as a float (the
+# compiled twin scans in C).
+has_long_digit_run = fallback.has_long_digit_run
+
+
 class OrjsonCodec(JSONCodec):
     """orjson: strict RFC 8259, UTF-8 bytes natively."""
 
@@ -117,13 +124,19 @@ class OrjsonCodec(JSONCodec):
         # orjson writes NaN and Infinity as null: never send that silently.
         if b"null" in out and fallback.has_non_finite_float(data):
             raise ValueError("Out of range float values are not JSON compliant")
+        if b"e-" in out or b"0.0000" in out:  # maybe a float json prints otherwise
+            return fallback.fix_floats(out.decode("utf-8")).encode("utf-8")
         return out
 
     def decode(self, payload: str | bytes) -> Any:
         try:
-            return orjson.loads(payload)
+            value = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             error = fallback.invalid_json(exc, exc.doc)
+        else:
+            if has_long_digit_run(payload):  # maybe an int orjson made a float
+                return fallback.exact_loads(payload)
+            return value
         raise error
 
 

@@ -19,8 +19,9 @@ def websocket_view(**options: Any) -> Callable[[View], Endpoint]:
     The view gets a ``bocadillo_ws.WebSocket`` built with ``options`` (the
     constructor's keywords). Whatever way the view ends, the connection ends
     as ``async with ws`` would end it: closed with 1000 after a clean return
-    (a denial if it never accepted), 1003/1007 after a ``MessageError``, 1011
-    after any other exception, and nothing sent after a disconnect.
+    (a denial if it never accepted), 1003/1007 after a ``MessageError``, the
+    code and reason of a Starlette ``WebSocketException``, 1011 after any
+    other exception, and nothing sent after a disconnect.
     """
     WebSocket._check_options(options)
     return lambda view: view_endpoint(view, WebSocket, options)

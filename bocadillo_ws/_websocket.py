@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from starlette.exceptions import WebSocketException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket as StarletteWebSocket
@@ -156,6 +157,15 @@ class WebSocketAPI(HTTPConnection):
             return bool(self.catch_disconnect)  # the peer is gone: nothing to send
         if not isinstance(exc, Exception):
             return False  # cancellation or interpreter exit: don't await the peer
+        if isinstance(exc, WebSocketException):
+            # Starlette's "close with this code" signal: do exactly that, as
+            # Starlette's own handler would, and it is handled (re-raising
+            # would make that handler close a second time).
+            try:
+                await self.ensure_closed(exc.code, exc.reason)
+            except Exception:
+                return False
+            return True
         code = exc.close_code if isinstance(exc, MessageError) else 1011
         try:
             await self.ensure_closed(code)

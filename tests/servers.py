@@ -23,7 +23,9 @@ def serve(app: Any, *, ws: str = "websockets-sansio") -> Iterator[str]:
     starts and no two tests race for one. The server stops when the block
     ends, bounded by STOP_TIMEOUT.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when
+    # their proto says TCP; without it, small frames wait on delayed ACKs (40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

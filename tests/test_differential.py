@@ -175,3 +175,16 @@ def test_twins_agree_on_send(both_impls: list[Any], draw: st.DataObject, kind: s
 @given(event=st.dictionaries(st.sampled_from(["type", "text", "bytes", "code"]), payload_values | st.text()))
 def test_twins_agree_on_raw_send_events(both_impls: list[Any], event: dict[str, Any]) -> None:
     same_outcome(both_impls, [], "send_event", event)
+
+
+# --------------------------------------------------------------------------- codec helpers
+
+digit_heavy = st.text(alphabet=st.sampled_from("0123456789 ,.-e\"é€😀"), max_size=120)
+
+
+@SETTINGS
+@given(payload=digit_heavy | digit_heavy.map(str.encode) | st.text() | st.binary())
+def test_twins_agree_on_long_digit_runs(both_impls: list[Any], payload: str | bytes) -> None:
+    # The compiled twin skips ahead in C; the pure one uses a regex.
+    compiled, pure = (impl.module.has_long_digit_run(payload) for impl in both_impls)
+    assert compiled == pure

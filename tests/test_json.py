@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bocadillo_ws
 from asgi_helpers import binary, open_socket, text
@@ -63,6 +66,40 @@ def test_wire_text_is_starlettes(codec: Any, data: Any) -> None:
 def test_round_trip_text_and_binary(codec: Any, data: Any) -> None:
     assert codec.decode(codec.encode_text(data)) == data
     assert codec.decode(codec.encode_binary(data)) == data
+
+
+def test_big_ints_are_exact_on_receive(codec: Any) -> None:
+    # orjson alone reads these as floats; every codec must give the ints back.
+    values = [2**64, -(2**63) - 1, -(2**70), 10**40, 12345678901234567890123]
+    for document in (json.dumps(values), json.dumps({"id": values[0], "s": "x" * 50, "v": values})):
+        decoded = codec.decode(document)
+        assert decoded == json.loads(document)
+        assert codec.decode(document.encode()) == decoded
+        assert all(type(v) is int for v in (decoded if isinstance(decoded, list) else decoded["v"]))
+
+
+@pytest.mark.parametrize("text", ["1234567890123456789", "[0.12345678901234567890123]", '"digits 12345678901234567890"'])
+def test_long_digit_runs_parse_as_json_does(codec: Any, text: str) -> None:
+    assert codec.decode(text) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ("", False),
+        ("1" * 18, False),
+        ("1" * 19, True),
+        ("x" * 40 + "1" * 19, True),
+        ("1" * 19 + "x" * 40, True),
+        ("12345678901234567.8", False),  # 17 + 1 digits: a dot breaks the run
+        (("1" * 18 + " ") * 10, False),
+        ("é" * 30 + "9" * 19 + "😀", True),
+        ("٠١٢٣٤٥٦٧٨٩" * 3, False),  # only ASCII digits count
+    ],
+)
+def test_long_digit_run_rule(impl: Any, payload: str, expected: bool) -> None:
+    assert impl.module.has_long_digit_run(payload) is expected
+    assert impl.module.has_long_digit_run(payload.encode()) is expected
 
 
 @pytest.mark.parametrize(
@@ -278,3 +315,29 @@ def test_invalid_json_keeps_stdlib_position(impl: Any) -> None:
         impl.module.make_json_codec("ujson").decode('{"a": 1,\n "b": }')
     assert (info.value.lineno, info.value.colno) == (2, 7)
     assert info.value.msg == "Expecting value"
+
+
+# --------------------------------------------------------------------------- the wire text, for any ordinary data
+
+# Text without lone surrogates: those cannot be UTF-8 encoded for a binary frame.
+utf8_text = st.text(st.characters(blacklist_categories=("Cs",)))
+ordinary_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | utf8_text,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(utf8_text, children, max_size=5),
+    max_leaves=25,
+)
+# Floats scaled into the ranges where the codecs print exponents differently.
+tricky_floats = st.lists(
+    st.builds(lambda f, e: f * 10.0**e, st.floats(-10, 10), st.integers(-12, 20)).filter(math.isfinite),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(data=ordinary_json | tricky_floats)
+def test_wire_text_is_starlettes_for_any_ordinary_data(codec: Any, data: Any) -> None:
+    """Floats included: ujson and orjson print some exponents differently, and are corrected."""
+    expected = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    assert codec.encode_text(data) == expected
+    assert codec.encode_binary(data) == expected.encode("utf-8")

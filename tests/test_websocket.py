@@ -605,6 +605,16 @@ async def test_async_with_other_error_closes_1011(WebSocket: type[Any]) -> None:
     assert transport.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": ""}
 
 
+async def test_async_with_websocket_exception_closes_with_its_code_and_reason(WebSocket: type[Any]) -> None:
+    from starlette.exceptions import WebSocketException
+
+    ws, transport = open_socket(WebSocket)
+    async with ws:
+        raise WebSocketException(code=4001, reason="go away")
+    assert transport.sent[-1] == {"type": "websocket.close", "code": 4001, "reason": "go away"}
+    assert ws.application_state is WebSocketState.DISCONNECTED
+
+
 async def test_async_with_close_failure_never_hides_the_error(WebSocket: type[Any]) -> None:
     ws, transport = open_socket(WebSocket)
     with pytest.raises(KeyError, match="original"):
