@@ -4,13 +4,17 @@
 Same classes, same behaviour, same exceptions and messages as the pure-Python
 module; any change here lands there in the same commit, and the reverse.
 What differs is how: states and message kinds are C ints, events are read
-with the dict C API when they are plain dicts, and the codecs are called
-through C-level method slots.
+with the dict C API when they are plain dicts, the codecs are called through
+C-level method slots, and the message methods return a ``_Call`` (a C-level
+coroutine) instead of creating a Python coroutine frame per message.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.object cimport PyObject_Call
-from cpython.unicode cimport PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND, PyUnicode_READ
+from cpython.exc cimport PyErr_SetObject
+from libc.string cimport memchr, memcmp
+from cpython.ref cimport PyObject, Py_INCREF, Py_REFCNT, Py_XDECREF
+from cpython.unicode cimport PyUnicode_1BYTE_KIND, PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND, PyUnicode_READ
 
 import ujson
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -23,6 +27,9 @@ try:
     import orjson
 except ImportError:  # pragma: no cover - exercised by the no-orjson test env
     orjson = None
+
+cdef object _orjson_dumps = None if orjson is None else orjson.dumps
+cdef object _orjson_loads = None if orjson is None else orjson.loads
 
 # Mirrors of _message_types (C constants, so comparisons compile to ints).
 cdef enum:
@@ -42,12 +49,6 @@ cdef str _MODE_ERROR = 'The "mode" argument should be "text" or "binary".'
 
 cdef object _ujson_dumps = ujson.dumps
 cdef object _ujson_loads = ujson.loads
-# Built once: Cython would otherwise build this dict on every call.
-cdef dict _UJSON_DUMPS_OPTIONS = {
-    "ensure_ascii": False,
-    "escape_forward_slashes": False,
-    "allow_nan": False,
-}
 
 
 cdef inline object _get(object event, str key):
@@ -64,6 +65,72 @@ cdef inline object _type_of(object event):
 
 
 # --------------------------------------------------------------------------- codecs
+
+
+cdef bint _raw_has_float_suspect(const unsigned char* text, Py_ssize_t n) noexcept:
+    # "e-" or "0.0000" in one-byte text (Latin-1, or UTF-8: multi-byte
+    # sequences hold no ASCII). memchr finds the rare "-" and "." fast.
+    cdef const unsigned char* end = text + n
+    cdef const unsigned char* p = text
+    cdef const unsigned char* q
+    while p < end:
+        q = <const unsigned char*>memchr(p, b"-"[0], end - p)
+        if q == NULL:
+            break
+        if q > text and q[-1] == b"e"[0]:
+            return True
+        p = q + 1
+    p = text
+    while p < end:
+        q = <const unsigned char*>memchr(p, b"."[0], end - p)
+        if q == NULL:
+            break
+        if q > text and q[-1] == b"0"[0] and end - q > 4 and q[1] == q[2] == q[3] == q[4] == b"0"[0]:
+            return True
+        p = q + 1
+    return False
+
+
+cpdef bint has_float_suspect(object text) except -1:
+    # _json_fallback.has_float_suspect, in C.
+    cdef int kind
+    cdef void* data
+    cdef Py_ssize_t i, n
+    cdef Py_UCS4 c
+    if type(text) is bytes:
+        return _raw_has_float_suspect(<const unsigned char*>PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text))
+    if type(text) is not str:
+        return fallback.has_float_suspect(text)
+    kind = PyUnicode_KIND(text)
+    data = PyUnicode_DATA(text)
+    n = PyUnicode_GET_LENGTH(text)
+    if kind == PyUnicode_1BYTE_KIND:
+        return _raw_has_float_suspect(<const unsigned char*>data, n)
+    for i in range(1, n):
+        c = PyUnicode_READ(kind, data, i)
+        if c == 45 and PyUnicode_READ(kind, data, i - 1) == 101:  # "e-"
+            return True
+        if (c == 46 and i + 4 < n and PyUnicode_READ(kind, data, i - 1) == 48  # "0.0000"
+                and PyUnicode_READ(kind, data, i + 1) == 48 and PyUnicode_READ(kind, data, i + 2) == 48
+                and PyUnicode_READ(kind, data, i + 3) == 48 and PyUnicode_READ(kind, data, i + 4) == 48):
+            return True
+    return False
+
+
+cdef bint _bytes_contain(bytes text, bytes needle) noexcept:
+    # needle in text, without `in` (which first tries needle as an int).
+    cdef const char* p = PyBytes_AS_STRING(text)
+    cdef const char* end = p + PyBytes_GET_SIZE(text)
+    cdef const char* want = PyBytes_AS_STRING(needle)
+    cdef Py_ssize_t m = PyBytes_GET_SIZE(needle)
+    while end - p >= m:
+        p = <const char*>memchr(p, want[0], end - p - m + 1)
+        if p == NULL:
+            return False
+        if memcmp(p, want, m) == 0:
+            return True
+        p += 1
+    return False
 
 
 cdef Py_ssize_t _RUN = fallback.LONG_DIGIT_RUN
@@ -143,10 +210,13 @@ cdef class UJSONCodec(JSONCodec):
 
     cpdef object encode_text(self, object data):
         try:
-            out = PyObject_Call(_ujson_dumps, (data,), _UJSON_DUMPS_OPTIONS)
+            # Positional: (ensure_ascii, encode_html_chars, escape_forward_slashes,
+            # sort_keys, indent, allow_nan), ujson's order since 5.x. Keywords
+            # cost ujson more than encoding a chat message.
+            out = _ujson_dumps(data, False, False, False, False, 0, False)
         except (TypeError, ValueError, OverflowError):
             return fallback.dumps(data)
-        if "e-" in out or "0.0000" in out:  # maybe a float json prints otherwise
+        if has_float_suspect(out):  # maybe a float json prints otherwise
             return fallback.fix_floats(out)
         return out
 
@@ -187,21 +257,21 @@ cdef class OrjsonCodec(JSONCodec):
 
     cpdef object encode_binary(self, object data):
         try:
-            out = orjson.dumps(data)
+            out = _orjson_dumps(data)
         except TypeError:  # orjson.JSONEncodeError; also big ints and non-str keys
             return fallback.dumps(data).encode("utf-8")
         # orjson writes NaN and Infinity as null: never send that silently.
-        if b"null" in out and fallback.has_non_finite_float(data):
+        if _bytes_contain(out, b"null") and fallback.has_non_finite_float(data):
             raise ValueError("Out of range float values are not JSON compliant")
-        if b"e-" in out or b"0.0000" in out:  # maybe a float json prints otherwise
+        if has_float_suspect(out):  # maybe a float json prints otherwise
             return fallback.fix_floats(out.decode("utf-8")).encode("utf-8")
         return out
 
     cpdef object decode(self, object payload):
         try:
-            value = orjson.loads(payload)
+            value = _orjson_loads(payload)
         except orjson.JSONDecodeError as exc:
-            error = fallback.invalid_json(exc, exc.doc)
+            error = fallback.strict_error(exc, payload)
         else:
             if has_long_digit_run(payload):  # maybe an int orjson made a float
                 return fallback.exact_loads(payload)
@@ -252,6 +322,314 @@ def make_json_codec(spec="ujson"):
     return fallback.resolve(spec, _NAMED_CODECS, CustomJSONCodec)
 
 
+# --------------------------------------------------------------------------- C-level coroutines
+#
+# ``await ws.receive_text()`` costs, with an ``async def`` method, a coroutine
+# object and a frame, on top of the server's own coroutine. The methods below
+# return a ``_Call`` instead: a small object (from a free list) that is its
+# own awaitable iterator and drives the server's awaitable with PyIter_Send.
+# It has the slots CPython's ``await`` uses: ``am_send`` (3.10, 3.11), which
+# hands the result back without raising StopIteration, and ``tp_iternext``
+# (3.12+, whose ``await`` calls it directly). Cython has no syntax for
+# either slot, so they are written as C functions and set on the type at
+# import time. ``send``/``throw``/``close`` make it a
+# ``collections.abc.Coroutine``, so ``asyncio.create_task(ws.receive_text())``
+# works as with Starlette.
+
+cdef extern from "Python.h":
+    # PYGEN_NEXT: the awaitable yielded (to the event loop); PYGEN_RETURN: done.
+    enum:
+        PYGEN_RETURN
+        PYGEN_NEXT
+    # -1 (PYGEN_ERROR) means an exception is set: Cython raises it.
+    int PyIter_Send(object iterator, object value, PyObject** result) except -1
+    bint PyCoro_CheckExact(object obj)
+    # Declared with our functions' error returns: the C types are the same.
+    ctypedef int (*_sendfunc)(PyObject*, PyObject*, PyObject**) except -1
+    ctypedef PyObject* (*_iternextfunc)(PyObject*) except NULL
+    ctypedef struct _AsyncSlots "PyAsyncMethods":
+        _sendfunc am_send
+    ctypedef struct _TypeSlots "PyTypeObject":
+        _AsyncSlots* tp_as_async
+        _iternextfunc tp_iternext
+    void PyType_Modified(_TypeSlots* type)
+
+
+# What a _Call does.
+cdef enum:
+    RECEIVE_EVENT = 0
+    RECEIVE_TEXT = 1
+    RECEIVE_BYTES = 2
+    RECEIVE_JSON = 3
+    SEND_EVENT = 4
+    SEND_TEXT = 5
+    SEND_BYTES = 6
+    SEND_JSON = 7
+
+# What the awaitable a _Call drives gives back.
+cdef enum:
+    GIVES_RAW_EVENT = 0  # the server's receive(): an event to check, then unpack
+    GIVES_EVENT = 1      # Starlette's receive(): an event to unpack
+    GIVES_RESULT = 2     # a Starlette method: the result itself
+    GIVES_SENT = 3       # the server's send(): done; OSError means the peer is gone
+
+# receive_* ops by message kind (TEXT, BYTES, JSON, EVENT) and back.
+cdef int[4] _RECEIVE_OPS = [RECEIVE_TEXT, RECEIVE_BYTES, RECEIVE_JSON, RECEIVE_EVENT]
+cdef int[4] _SEND_OPS = [SEND_TEXT, SEND_BYTES, SEND_JSON, SEND_EVENT]
+cdef tuple _STARLETTE_RECEIVE = ("receive", "receive_text", "receive_bytes", "receive_json")
+
+
+cdef inline object _steal(PyObject* reference):
+    # An object from a new reference the C API handed us.
+    value = <object>reference
+    Py_XDECREF(reference)
+    return value
+
+
+cdef object _awaitable_iterator(object awaitable):
+    # What `await awaitable` iterates: the object itself for a coroutine.
+    if PyCoro_CheckExact(awaitable):
+        return awaitable
+    try:
+        method = type(awaitable).__await__
+    except AttributeError:
+        raise TypeError(f"object {type(awaitable).__name__} can't be used in 'await' expression") from None
+    return method(awaitable)
+
+
+cdef extern from "Python.h":
+    ctypedef struct _StopIterationFields "PyStopIterationObject":
+        PyObject* value
+    void PyException_SetTraceback(object exc, object tb)
+    void PyException_SetContext(object exc, PyObject* context)
+    void PyException_SetCause(object exc, PyObject* cause)
+
+
+# On 3.12+ `await` reads a result from StopIteration.value. Creating the
+# exception costs more than the rest of a receive_text(), so one instance is
+# reused while nobody else holds it; its args stay () (only .value is read).
+cdef object _stop = StopIteration()
+
+
+cdef void _set_stop_iteration(object value) noexcept:
+    global _stop
+    cdef object stop = _stop
+    if Py_REFCNT(stop) > 2:  # kept by whoever caught it last (the module + `stop` are 2)
+        stop = _stop = StopIteration()
+    else:  # raised before: drop what propagating it attached
+        PyException_SetTraceback(stop, None)
+        PyException_SetContext(stop, NULL)
+        PyException_SetCause(stop, NULL)
+    cdef _StopIterationFields* fields = <_StopIterationFields*>stop
+    Py_INCREF(value)
+    Py_XDECREF(fields.value)
+    fields.value = <PyObject*>value
+    PyErr_SetObject(StopIteration, stop)
+
+
+@cython.final
+@cython.freelist(16)
+cdef class _Call:
+    """One awaitable call of a ``WebSocket`` message method: a coroutine without a frame."""
+
+    cdef WebSocketCore ws
+    cdef object arg       # the data to send, or None
+    cdef object mode      # receive_json / send_json's mode
+    cdef object inner     # the awaitable iterator being driven, once started
+    cdef int op
+    cdef int gives
+    cdef bint started
+
+    def __await__(self):
+        return self
+
+    def send(self, value):
+        cdef PyObject* out = NULL
+        cdef int status = self._advance(value, &out)
+        result = _steal(out)
+        if status == PYGEN_NEXT:
+            return result
+        raise StopIteration(result)
+
+    def throw(self, typ, val=None, tb=None):
+        """Raise an exception (a cancellation) where the call is waiting."""
+        inner = self.inner
+        throw = getattr(inner, "throw", None) if inner is not None else None
+        if throw is None:
+            self._end()
+            if val is None and tb is None:
+                raise typ
+            raise val.with_traceback(tb) if tb is not None else val
+        try:
+            return throw(typ) if val is None and tb is None else throw(typ, val, tb)
+        except StopIteration as stop:
+            value = stop.value
+        except OSError:
+            self._end()
+            if self.gives != GIVES_SENT:
+                raise
+            _connection_lost(self.ws)
+            raise WebSocketDisconnect(code=1006)
+        except BaseException:
+            self._end()
+            raise
+        self._end()
+        raise StopIteration(self._result(value))
+
+    def close(self):
+        inner = self.inner
+        self._end()
+        close = getattr(inner, "close", None)
+        if close is not None:
+            close()
+
+    cdef inline void _end(self) noexcept:
+        self.started = True
+        self.inner = None
+        self.arg = None
+
+    cdef int _advance(self, object value, PyObject** result) except -1:
+        # PYGEN_NEXT with what the awaitable yielded, or PYGEN_RETURN with
+        # the call's result; result[0] is a new reference either way.
+        cdef PyObject* out = NULL
+        cdef int status
+        if self.inner is None:
+            if self.started:
+                raise RuntimeError("cannot reuse already awaited coroutine")
+            self.started = True
+            self._start()
+            value = None
+        if self.gives == GIVES_SENT:
+            try:
+                status = PyIter_Send(self.inner, value, &out)
+            except OSError:
+                self._end()
+                _connection_lost(self.ws)
+                raise WebSocketDisconnect(code=1006)
+        else:
+            status = PyIter_Send(self.inner, value, &out)
+        if status == PYGEN_NEXT:
+            result[0] = out
+            return PYGEN_NEXT
+        self._end()
+        final = self._result(_steal(out))
+        Py_INCREF(final)
+        result[0] = <PyObject*>final
+        return PYGEN_RETURN
+
+    cdef int _start(self) except -1:
+        # Everything before the first suspension point of the pure twin's method.
+        cdef WebSocketCore ws = self.ws
+        cdef int op = self.op
+        if op <= RECEIVE_JSON:
+            if op == RECEIVE_JSON and self.mode != "text" and self.mode != "binary":
+                raise RuntimeError(_MODE_ERROR)
+            if op != RECEIVE_EVENT and ws._app_state != CONNECTED:
+                args = (ws, _STARLETTE_RECEIVE[op], self.mode) if op == RECEIVE_JSON else (ws, _STARLETTE_RECEIVE[op])
+                self.inner = states.call(*args)
+                self.gives = GIVES_RESULT
+            elif ws._client_state == CONNECTED:
+                self.inner = _awaitable_iterator(ws._receive())
+                self.gives = GIVES_RAW_EVENT
+            else:
+                self.inner = states.call(ws, "receive")
+                self.gives = GIVES_EVENT
+            return 0
+        event = self._send_event()
+        self.arg = None
+        if ws._app_state == CONNECTED and (op != SEND_EVENT or _type_of(event) == "websocket.send"):
+            self.inner = _awaitable_iterator(ws._send(event))
+            self.gives = GIVES_SENT
+        else:
+            self.inner = states.call(ws, "send", event)
+            self.gives = GIVES_RESULT
+        return 0
+
+    cdef object _send_event(self):
+        cdef int op = self.op
+        data = self.arg
+        if op == SEND_TEXT:
+            if not isinstance(data, str):
+                raise states.send_type_error("send_text", "str", data)
+            return {"type": "websocket.send", "text": data}
+        if op == SEND_BYTES:
+            if type(data) is not bytes:
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    raise states.send_type_error("send_bytes", "bytes, bytearray or memoryview", data)
+                data = bytes(data)
+            return {"type": "websocket.send", "bytes": data}
+        if op == SEND_JSON:
+            mode = self.mode
+            if mode == "text":
+                return {"type": "websocket.send", "text": self.ws._json.encode_text(data)}
+            if mode == "binary":
+                return {"type": "websocket.send", "bytes": self.ws._json.encode_binary(data)}
+            raise RuntimeError(_MODE_ERROR)
+        return data  # SEND_EVENT
+
+    cdef object _result(self, object value):
+        # The call's result, from what the driven awaitable returned.
+        cdef int gives = self.gives
+        if gives == GIVES_SENT:
+            return None
+        if gives == GIVES_RESULT:
+            return value
+        event = value
+        if gives == GIVES_RAW_EVENT and _type_of(event) != "websocket.receive":
+            event = states.replay_receive(self.ws, event)
+        cdef int op = self.op
+        if op == RECEIVE_TEXT:
+            text = _get(event, "text")
+            if type(text) is str:
+                return text
+            return states.raise_for_payload(event, "text")
+        if op == RECEIVE_BYTES:
+            data = _get(event, "bytes")
+            if type(data) is bytes:
+                return data
+            return states.raise_for_payload(event, "bytes")
+        if op == RECEIVE_JSON:
+            payload = _get(event, "text")
+            if type(payload) is not str:
+                payload = _get(event, "bytes")
+                if type(payload) is not bytes:
+                    payload = states.raise_for_payload(event, "json")
+            return self.ws._json.decode(payload)
+        return event  # RECEIVE_EVENT
+
+
+cdef int _call_am_send(PyObject* call, PyObject* value, PyObject** result) except -1:
+    result[0] = NULL
+    return (<_Call>call)._advance(<object>value, result)
+
+
+cdef PyObject* _call_iternext(PyObject* call) except NULL:
+    cdef PyObject* out = NULL
+    if (<_Call>call)._advance(None, &out) == PYGEN_NEXT:
+        return out
+    value = _steal(out)
+    if value is not None:
+        _set_stop_iteration(value)
+    return NULL  # finished: StopIteration(value), or no exception for None
+
+
+cdef _TypeSlots* _call_type = <_TypeSlots*>_Call
+if _call_type.tp_as_async == NULL:  # pragma: no cover - __await__ above creates it
+    raise ImportError("bocadillo_ws._codec: _Call has no async slots")
+_call_type.tp_as_async.am_send = _call_am_send
+_call_type.tp_iternext = _call_iternext
+PyType_Modified(_call_type)
+
+
+cdef inline _Call _new_call(WebSocketCore ws, int op, object arg, object mode):
+    cdef _Call call = _Call.__new__(_Call)
+    call.ws = ws
+    call.op = op
+    call.arg = arg
+    call.mode = mode
+    return call
+
+
 # --------------------------------------------------------------------------- the connection
 
 
@@ -262,13 +640,18 @@ cdef class WebSocketCore:
     lifecycle helpers on top; this part receives, sends and dispatches.
     """
 
+    # HTTPConnection's one attribute, as a C field: no instance __dict__
+    # unless one of its lazy properties caches into it.
+    cdef public object scope
     cdef readonly object _receive
     cdef readonly object _send
     cdef readonly object _origin
-    cdef readonly int _client_state
-    cdef readonly int _app_state
-    cdef int _receive_kind
-    cdef int _send_kind
+    # chars, and no cdef methods (no vtable pointer): a connection object
+    # is as small as Starlette's.
+    cdef readonly signed char _client_state
+    cdef readonly signed char _app_state
+    cdef signed char _receive_kind
+    cdef signed char _send_kind
     cdef JSONCodec _json
     cdef public bint catch_disconnect
 
@@ -318,154 +701,59 @@ cdef class WebSocketCore:
     def application_state(self, state):
         self._app_state = WebSocketState(state).value
 
-    # ------------------------------------------------------------------ raw events
+    # ------------------------------------------------------------------ messages
+    #
+    # Each returns a _Call; the work happens when it is awaited, as with the
+    # pure twin's coroutines.
 
-    async def receive_event(self):
+    def receive_event(self):
         """The next ASGI event, with Starlette's state checks."""
-        if self._client_state == CONNECTED:
-            event = await self._receive()
-            if _type_of(event) == "websocket.receive":
-                return event
-            return await states.replay_receive(self, event)
-        return await states.call(self, "receive")
+        return _new_call(self, RECEIVE_EVENT, None, None)
 
-    async def send_event(self, event):
+    def send_event(self, event):
         """Send an ASGI event, with Starlette's state checks."""
-        if self._app_state == CONNECTED and _type_of(event) == "websocket.send":
-            try:
-                await self._send(event)
-            except OSError:
-                self._lost()
-                raise WebSocketDisconnect(code=1006)
-            return
-        await states.call(self, "send", event)
+        return _new_call(self, SEND_EVENT, event, None)
 
-    cdef void _lost(self):
-        # The transport failed: Starlette marks the application side closed.
-        self._app_state = DISCONNECTED
-        if self._origin is not None:
-            self._origin.application_state = WebSocketState.DISCONNECTED
+    def receive_text(self):
+        return _new_call(self, RECEIVE_TEXT, None, None)
 
-    # ------------------------------------------------------------------ typed receive
+    def receive_bytes(self):
+        return _new_call(self, RECEIVE_BYTES, None, None)
 
-    async def receive_text(self):
-        if self._app_state != CONNECTED:
-            return await states.call(self, "receive_text")
-        if self._client_state == CONNECTED:
-            event = await self._receive()
-            if _type_of(event) != "websocket.receive":
-                event = await states.replay_receive(self, event)
-        else:
-            event = await states.call(self, "receive")
-        text = _get(event, "text")
-        if type(text) is str:
-            return text
-        return states.raise_for_payload(event, "text")
-
-    async def receive_bytes(self):
-        if self._app_state != CONNECTED:
-            return await states.call(self, "receive_bytes")
-        if self._client_state == CONNECTED:
-            event = await self._receive()
-            if _type_of(event) != "websocket.receive":
-                event = await states.replay_receive(self, event)
-        else:
-            event = await states.call(self, "receive")
-        data = _get(event, "bytes")
-        if type(data) is bytes:
-            return data
-        return states.raise_for_payload(event, "bytes")
-
-    async def receive_json(self, mode="text"):
+    def receive_json(self, mode="text"):
         """The next frame's payload parsed as JSON; text and binary frames both work."""
-        if mode != "text" and mode != "binary":
-            raise RuntimeError(_MODE_ERROR)
-        if self._app_state != CONNECTED:
-            return await states.call(self, "receive_json", mode)
-        if self._client_state == CONNECTED:
-            event = await self._receive()
-            if _type_of(event) != "websocket.receive":
-                event = await states.replay_receive(self, event)
-        else:
-            event = await states.call(self, "receive")
-        payload = _get(event, "text")
-        if type(payload) is not str:
-            payload = _get(event, "bytes")
-            if type(payload) is not bytes:
-                payload = states.raise_for_payload(event, "json")
-        return self._json.decode(payload)
+        return _new_call(self, RECEIVE_JSON, None, mode)
 
-    async def receive(self):
+    def receive(self):
         """``receive_<receive_type>()``."""
-        cdef int kind = self._receive_kind
-        if kind == TEXT:
-            return await self.receive_text()
-        if kind == JSON:
-            return await self.receive_json()
-        if kind == BYTES:
-            return await self.receive_bytes()
-        return await self.receive_event()
+        return _new_call(self, _RECEIVE_OPS[self._receive_kind], None, "text")
 
-    # ------------------------------------------------------------------ typed send
+    def send_text(self, data):
+        return _new_call(self, SEND_TEXT, data, None)
 
-    async def send_text(self, data):
-        if not isinstance(data, str):
-            raise states.send_type_error("send_text", "str", data)
-        event = {"type": "websocket.send", "text": data}
-        if self._app_state != CONNECTED:
-            return await states.call(self, "send", event)
-        try:
-            await self._send(event)
-        except OSError:
-            self._lost()
-            raise WebSocketDisconnect(code=1006)
+    def send_bytes(self, data):
+        return _new_call(self, SEND_BYTES, data, None)
 
-    async def send_bytes(self, data):
-        if type(data) is not bytes:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise states.send_type_error("send_bytes", "bytes, bytearray or memoryview", data)
-            data = bytes(data)
-        event = {"type": "websocket.send", "bytes": data}
-        if self._app_state != CONNECTED:
-            return await states.call(self, "send", event)
-        try:
-            await self._send(event)
-        except OSError:
-            self._lost()
-            raise WebSocketDisconnect(code=1006)
-
-    async def send_json(self, data, mode="text"):
+    def send_json(self, data, mode="text"):
         """Compact JSON as a text frame, or as a binary frame with ``mode="binary"``."""
-        if mode == "text":
-            event = {"type": "websocket.send", "text": self._json.encode_text(data)}
-        elif mode == "binary":
-            event = {"type": "websocket.send", "bytes": self._json.encode_binary(data)}
-        else:
-            raise RuntimeError(_MODE_ERROR)
-        if self._app_state != CONNECTED:
-            return await states.call(self, "send", event)
-        try:
-            await self._send(event)
-        except OSError:
-            self._lost()
-            raise WebSocketDisconnect(code=1006)
+        return _new_call(self, SEND_JSON, data, mode)
 
-    async def send(self, message):
+    def send(self, message):
         """``send_<send_type>(message)``."""
-        cdef int kind = self._send_kind
-        if kind == TEXT:
-            return await self.send_text(message)
-        if kind == JSON:
-            return await self.send_json(message)
-        if kind == BYTES:
-            return await self.send_bytes(message)
-        return await self.send_event(message)
+        return _new_call(self, _SEND_OPS[self._send_kind], message, "text")
 
     # ------------------------------------------------------------------ iteration
 
     def __aiter__(self):
         return self
 
-    async def __anext__(self):
+    def __anext__(self):
         # Ends with the WebSocketDisconnect itself: `async with` handles it.
-        return await self.receive()
+        return _new_call(self, _RECEIVE_OPS[self._receive_kind], None, "text")
+
+
+cdef void _connection_lost(WebSocketCore ws) except *:
+    # The transport failed: Starlette marks the application side closed.
+    ws._app_state = DISCONNECTED
+    if ws._origin is not None:
+        ws._origin.application_state = WebSocketState.DISCONNECTED

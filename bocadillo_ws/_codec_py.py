@@ -10,7 +10,7 @@ helpers: on CPython a Python-level call costs more than the work it saves.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import ujson
@@ -43,6 +43,13 @@ _MODE_ERROR = 'The "mode" argument should be "text" or "binary".'
 # --------------------------------------------------------------------------- codecs
 
 
+# The codecs' two scans (the compiled twin does them in C): whether a fast
+# codec's output may print a float unlike json, and whether a payload may
+# hold an integer orjson would read as a float.
+has_float_suspect = fallback.has_float_suspect
+has_long_digit_run = fallback.has_long_digit_run
+
+
 class JSONCodec:
     """How one connection turns values into JSON and back."""
 
@@ -67,10 +74,13 @@ class UJSONCodec(JSONCodec):
 
     def encode_text(self, data: Any) -> str:
         try:
-            out: str = ujson.dumps(data, ensure_ascii=False, escape_forward_slashes=False, allow_nan=False)
+            # Positional: (ensure_ascii, encode_html_chars, escape_forward_slashes,
+            # sort_keys, indent, allow_nan), ujson's order since 5.x. Keywords
+            # cost ujson more than encoding a chat message.
+            out: str = ujson.dumps(data, False, False, False, False, 0, False)
         except (TypeError, ValueError, OverflowError):
             return fallback.dumps(data)
-        if "e-" in out or "0.0000" in out:  # maybe a float json prints otherwise
+        if has_float_suspect(out):  # maybe a float json prints otherwise
             return fallback.fix_floats(out)
         return out
 
@@ -98,9 +108,6 @@ class StdlibJSONCodec(JSONCodec):
         return fallback.loads(text)
 
 
-# Whether a payload may hold an integer orjson would read as a float (the
-# compiled twin scans in C).
-has_long_digit_run = fallback.has_long_digit_run
 
 
 class OrjsonCodec(JSONCodec):
@@ -122,9 +129,9 @@ class OrjsonCodec(JSONCodec):
         except TypeError:  # orjson.JSONEncodeError; also big ints and non-str keys
             return fallback.dumps(data).encode("utf-8")
         # orjson writes NaN and Infinity as null: never send that silently.
-        if b"null" in out and fallback.has_non_finite_float(data):
+        if out.find(b"null") >= 0 and fallback.has_non_finite_float(data):  # .find: see has_float_suspect
             raise ValueError("Out of range float values are not JSON compliant")
-        if b"e-" in out or b"0.0000" in out:  # maybe a float json prints otherwise
+        if has_float_suspect(out):  # maybe a float json prints otherwise
             return fallback.fix_floats(out.decode("utf-8")).encode("utf-8")
         return out
 
@@ -132,7 +139,7 @@ class OrjsonCodec(JSONCodec):
         try:
             value = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            error = fallback.invalid_json(exc, exc.doc)
+            error = fallback.strict_error(exc, payload)
         else:
             if has_long_digit_run(payload):  # maybe an int orjson made a float
                 return fallback.exact_loads(payload)
@@ -193,7 +200,10 @@ class WebSocketCore:
     lifecycle helpers on top; this part receives, sends and dispatches.
     """
 
+    # "scope" is HTTPConnection's one attribute: a slot, so a connection
+    # object needs no instance __dict__ unless a lazy property caches into it.
     __slots__ = (
+        "scope",
         "_receive",
         "_send",
         "_client_state",
@@ -271,7 +281,7 @@ class WebSocketCore:
             event = await self._receive()
             if event["type"] == "websocket.receive":
                 return event
-            return await states.replay_receive(self, event)
+            return states.replay_receive(self, event)
         return await states.call(self, "receive")  # type: ignore[no-any-return]
 
     async def send_event(self, event: Message) -> None:
@@ -299,7 +309,7 @@ class WebSocketCore:
         if self._client_state == CONNECTED:
             event = await self._receive()
             if event["type"] != "websocket.receive":
-                event = await states.replay_receive(self, event)
+                event = states.replay_receive(self, event)
         else:
             event = await states.call(self, "receive")
         text = event.get("text")
@@ -313,7 +323,7 @@ class WebSocketCore:
         if self._client_state == CONNECTED:
             event = await self._receive()
             if event["type"] != "websocket.receive":
-                event = await states.replay_receive(self, event)
+                event = states.replay_receive(self, event)
         else:
             event = await states.call(self, "receive")
         data = event.get("bytes")
@@ -330,7 +340,7 @@ class WebSocketCore:
         if self._client_state == CONNECTED:
             event = await self._receive()
             if event["type"] != "websocket.receive":
-                event = await states.replay_receive(self, event)
+                event = states.replay_receive(self, event)
         else:
             event = await states.call(self, "receive")
         payload = event.get("text")
@@ -340,16 +350,17 @@ class WebSocketCore:
                 payload = states.raise_for_payload(event, "json")
         return self._json.decode(payload)
 
-    async def receive(self) -> Any:
+    def receive(self) -> Coroutine[Any, Any, Any]:
         """``receive_<receive_type>()``."""
+        # The typed method's coroutine itself: no frame of its own.
         kind = self._receive_kind
         if kind == TEXT:
-            return await self.receive_text()
+            return self.receive_text()
         if kind == JSON:
-            return await self.receive_json()
+            return self.receive_json()
         if kind == BYTES:
-            return await self.receive_bytes()
-        return await self.receive_event()
+            return self.receive_bytes()
+        return self.receive_event()
 
     # ------------------------------------------------------------------ typed send
 
@@ -395,22 +406,22 @@ class WebSocketCore:
             self._lost()
             raise WebSocketDisconnect(code=1006)
 
-    async def send(self, message: Any) -> None:
+    def send(self, message: Any) -> Coroutine[Any, Any, None]:
         """``send_<send_type>(message)``."""
         kind = self._send_kind
         if kind == TEXT:
-            return await self.send_text(message)
+            return self.send_text(message)
         if kind == JSON:
-            return await self.send_json(message)
+            return self.send_json(message)
         if kind == BYTES:
-            return await self.send_bytes(message)
-        return await self.send_event(message)
+            return self.send_bytes(message)
+        return self.send_event(message)
 
     # ------------------------------------------------------------------ iteration
 
     def __aiter__(self) -> WebSocketCore:
         return self
 
-    async def __anext__(self) -> Any:
+    def __anext__(self) -> Coroutine[Any, Any, Any]:
         # Ends with the WebSocketDisconnect itself: `async with` handles it.
-        return await self.receive()
+        return self.receive()

@@ -49,9 +49,9 @@ def _dumps_any_int(data: Any) -> str:
 
 # ujson and orjson print a few floats unlike repr() (json's format): ujson
 # writes 1e-5 for 1e-05, orjson 0.00001 for 1e-05 and 1.5e-7 for 1.5e-07.
-# The backends call fix_floats only when the text holds "e-" or "0.0000"
-# (two fast substring searches); a differential fuzz of 1M floats found no
-# difference outside what _FLOAT_SUSPECT matches.
+# The backends call fix_floats only when has_float_suspect(text) (two fast
+# substring searches); a differential fuzz of 1M floats found no difference
+# outside what _FLOAT_SUSPECT matches.
 _FLOAT_SUSPECT = re.compile(r"e-[0-9](?![0-9])|0\.0000")
 _STRING_OR_FLOAT = re.compile(
     r'"(?:[^"\\]|\\.)*"|-?[0-9]+\.[0-9]+(?:e[-+]?[0-9]+)?|-?[0-9]+e[-+]?[0-9]+', re.DOTALL
@@ -63,6 +63,15 @@ def _float_as_json_writes_it(match: re.Match[str]) -> str:
     # Strings pass through untouched; both codecs print the shortest digits
     # that round-trip, so float(token) is the very double they were given.
     return token if token[0] == '"' else repr(float(token))
+
+
+def has_float_suspect(text: str | bytes) -> bool:
+    """Whether a fast codec's JSON may print a float unlike ``json``: "e-" or "0.0000" in it."""
+    if isinstance(text, str):
+        return "e-" in text or "0.0000" in text
+    # bytes.find, not `in`: `in` first tries the needle as an int, raising
+    # and clearing a TypeError each time.
+    return text.find(b"e-") >= 0 or text.find(b"0.0000") >= 0
 
 
 def fix_floats(text: str) -> str:
@@ -119,6 +128,19 @@ def decode_utf8(payload: bytes | bytearray) -> str:
     raise error
 
 
+def strict_error(exc: ValueError, payload: str | bytes) -> InvalidJSON:
+    """The error for a payload orjson refused: json's own where json refuses it too.
+
+    json accepts a few inputs orjson refuses (NaN, lone surrogates); those
+    keep orjson's message.
+    """
+    try:
+        loads(payload if isinstance(payload, str) else decode_utf8(payload))
+    except InvalidJSON as error:
+        return error
+    return invalid_json(exc, getattr(exc, "doc", None) or str(payload))
+
+
 def invalid_json(exc: BaseException, text: str) -> InvalidJSON:
     """The ``InvalidJSON`` for a failure of a third-party ``loads``."""
     if isinstance(exc, InvalidJSON):
@@ -172,6 +194,9 @@ def custom_bytes(out: object, codec: object) -> bytes:
 ORJSON_MISSING = 'json_codec="orjson" needs the orjson package: pip install "bocadillo_ws[orjson]"'
 
 
+_shared: dict[Any, Any] = {}
+
+
 def resolve(spec: object, named: dict[str, Any], custom: Any) -> Any:
     """The codec object for ``json_codec=spec``, from one backend's codec classes."""
     if isinstance(spec, str):
@@ -183,7 +208,12 @@ def resolve(spec: object, named: dict[str, Any], custom: Any) -> Any:
                 f"Unknown json_codec {spec!r}: expected one of {names}, "
                 "or an object with dumps() and loads()"
             ) from None
-        return factory()
+        # Named codecs hold no state: one instance per backend serves every
+        # connection (a connection object stays as small as Starlette's).
+        codec = _shared.get(factory)
+        if codec is None:
+            codec = _shared[factory] = factory()
+        return codec
     if not (callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None))):
         raise TypeError(
             f"json_codec must be 'ujson', 'orjson', 'json' or an object with dumps() and loads(), "

@@ -10,12 +10,15 @@ types and messages are exactly those of the installed Starlette.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.websockets import WebSocket as StarletteWebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from ._errors import UnexpectedMessageType
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from starlette.types import Message
@@ -47,11 +50,13 @@ async def call(ws: WebSocketCore, method: str, *args: Any) -> Any:
         ws.application_state = twin.application_state
 
 
-async def replay_receive(ws: WebSocketCore, event: Message) -> Message:
+def replay_receive(ws: WebSocketCore, event: Message) -> Message:
     """Starlette's ``receive()`` applied to an event the backend already read.
 
     Used for anything but ``websocket.receive`` while connected: a disconnect
-    (the state moves on) or an event Starlette refuses (it raises).
+    (the state moves on) or an event Starlette refuses (it raises). It runs
+    to completion at once: Starlette's ``receive()`` awaits nothing but the
+    replayed event.
     """
     twin = starlette_twin(ws)
 
@@ -60,10 +65,20 @@ async def replay_receive(ws: WebSocketCore, event: Message) -> Message:
 
     twin._receive = replay
     try:
-        return await twin.receive()
+        return run_now(twin.receive())
     finally:
         twin._receive = ws._receive
         ws.client_state = twin.client_state
+
+
+def run_now(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("Starlette's receive() suspended while replaying an event")
 
 
 def raise_for_payload(event: Message, expected: str) -> Any:

@@ -188,3 +188,13 @@ def test_twins_agree_on_long_digit_runs(both_impls: list[Any], payload: str | by
     # The compiled twin skips ahead in C; the pure one uses a regex.
     compiled, pure = (impl.module.has_long_digit_run(payload) for impl in both_impls)
     assert compiled == pure
+
+
+float_heavy = st.text(alphabet=st.sampled_from("0.-e1 x€😀"), max_size=60)
+
+
+@SETTINGS
+@given(text=float_heavy | float_heavy.map(str.encode) | st.text() | st.binary())
+def test_twins_agree_on_float_suspects(both_impls: list[Any], text: str | bytes) -> None:
+    compiled, pure = (impl.module.has_float_suspect(text) for impl in both_impls)
+    assert compiled == pure

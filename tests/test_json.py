@@ -103,6 +103,29 @@ def test_long_digit_run_rule(impl: Any, payload: str, expected: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", False),
+        ("[1e-5]", True),
+        ("[0.00001]", True),
+        ("[1e5,-1,0.000,0.0001,10000]", False),  # "0.000", and "0000" not after "0."
+        ('"re-use"', True),  # a false alarm costs only a re-print
+        ("e", False),
+        ("-", False),
+        (".0000", False),
+        ("0.000", False),
+        ("x0.0000", True),
+        ("€ [2.5e-7]", True),  # two-byte kind
+        ("😀 [0.00002] 😀", True),  # four-byte kind
+        ("😀 [1.5, -2, 0.5] 😀", False),
+    ],
+)
+def test_float_suspect_rule(impl: Any, text: str, expected: bool) -> None:
+    assert impl.module.has_float_suspect(text) is expected
+    assert impl.module.has_float_suspect(text.encode()) is expected
+
+
+@pytest.mark.parametrize(
     "n",
     [2**63, 2**64, -(2**64) - 1, 10**100, 10**5000, -(10**6000)],
     ids=["2**63", "2**64", "-2**64-1", "10**100", "10**5000", "-10**6000"],
@@ -194,6 +217,11 @@ def test_int_beyond_the_digit_limit_is_invalid_json_on_receive(codec: Any) -> No
 
 
 @pytest.mark.parametrize("name", NAMED)
+def test_named_codecs_are_shared_between_connections(impl: Any, name: str) -> None:
+    assert impl.module.make_json_codec(name) is impl.module.make_json_codec(name)
+
+
+@pytest.mark.parametrize("name", NAMED)
 def test_named_codec_per_connection(WebSocket: type[Any], name: str) -> None:
     ws, _ = open_socket(WebSocket, json_codec=name)
     assert ws.json_codec == name
@@ -233,6 +261,8 @@ def test_codec_without_dumps_and_loads(WebSocket: type[Any], bad: object) -> Non
 
 def test_orjson_missing_is_a_clear_error(WebSocket: type[Any], impl: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(impl.module, "orjson", None)
+    # As on a machine without orjson: no orjson codec made before either.
+    monkeypatch.setattr("bocadillo_ws._json_fallback._shared", {})
     with pytest.raises(ImportError, match='pip install "bocadillo_ws\\[orjson\\]"'):
         open_socket(WebSocket, json_codec="orjson")
 
@@ -310,11 +340,25 @@ def test_ujson_leniencies_are_as_documented(impl: Any, document: str) -> None:
             impl.module.make_json_codec(strict).decode(document)
 
 
-def test_invalid_json_keeps_stdlib_position(impl: Any) -> None:
-    with pytest.raises(bocadillo_ws.InvalidJSON) as info:
-        impl.module.make_json_codec("ujson").decode('{"a": 1,\n "b": }')
-    assert (info.value.lineno, info.value.colno) == (2, 7)
-    assert info.value.msg == "Expecting value"
+@pytest.mark.parametrize("name", NAMED)
+@pytest.mark.parametrize("document", ['{"a": 1,\n "b": }', "{bad json", "[1, 2", '"unterminated', "01"])
+def test_invalid_json_has_json_s_message_and_position(impl: Any, name: str, document: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(document)
+    if name == "ujson" and document == "01":
+        assert impl.module.make_json_codec(name).decode(document) == 1  # a documented leniency
+        return
+    for payload in (document, document.encode()):
+        with pytest.raises(bocadillo_ws.InvalidJSON) as info:
+            impl.module.make_json_codec(name).decode(payload)
+        assert (info.value.msg, info.value.pos, info.value.lineno, info.value.colno) == (
+            expected.value.msg, expected.value.pos, expected.value.lineno, expected.value.colno
+        )
+
+
+def test_orjson_keeps_its_message_for_what_only_json_accepts(impl: Any) -> None:
+    with pytest.raises(bocadillo_ws.InvalidJSON, match="^unexpected character"):
+        impl.module.make_json_codec("orjson").decode("[NaN]")
 
 
 # --------------------------------------------------------------------------- the wire text, for any ordinary data

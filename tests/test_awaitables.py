@@ -1,0 +1,204 @@
+"""The message methods' awaitables behave like coroutines, on both backends.
+
+The compiled backend returns a C-level coroutine (``_Call``) instead of a
+Python coroutine; these tests hold it to what code written for Starlette
+does with ``ws.receive_text()`` and friends: await it after a real
+suspension, hand it to ``asyncio.create_task`` / ``wait_for`` / ``gather``,
+cancel it while it waits, and never await it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+from typing import Any
+
+import pytest
+
+from asgi_helpers import SCOPE, binary, connect, text
+from bocadillo_ws import UnexpectedMessageType, WebSocketDisconnect
+
+pytestmark = pytest.mark.anyio
+
+
+class QueueTransport:
+    """A transport whose receive() really waits, as a server's does."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+        self.send_gate: asyncio.Event | None = None
+        self.send_error: BaseException | None = None
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.inbox.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.send_gate is not None:
+            await self.send_gate.wait()  # flow control: the send suspends
+        if self.send_error is not None:
+            raise self.send_error
+        self.sent.append(message)
+
+
+async def accepted(WebSocket: type[Any], **options: Any) -> tuple[Any, QueueTransport]:
+    transport = QueueTransport()
+    ws = WebSocket(dict(SCOPE), transport.receive, transport.send, **options)
+    transport.inbox.put_nowait(connect())
+    await ws.accept()
+    return ws, transport
+
+
+async def test_receive_waits_for_the_frame(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    asyncio.get_running_loop().call_later(0.01, transport.inbox.put_nowait, text("late"))
+    assert await ws.receive_text() == "late"
+
+
+async def test_every_method_is_a_coroutine_for_asyncio(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket, value_type="json")
+    calls = [ws.receive_text(), ws.receive_bytes(), ws.receive_json(), ws.receive(), ws.receive_event(),
+             ws.send_text("a"), ws.send_bytes(b"a"), ws.send_json(1), ws.send(1), ws.send_event({}), ws.__anext__()]
+    for call in calls:
+        assert isinstance(call, collections.abc.Coroutine)
+        assert asyncio.iscoroutine(call)
+        call.close()  # never started: closing is enough, nothing is sent
+    assert transport.sent[1:] == []
+
+
+async def test_create_task_wait_for_and_gather(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket, value_type="json")
+    task = asyncio.create_task(ws.receive_json())
+    await asyncio.sleep(0)
+    assert not task.done()
+    transport.inbox.put_nowait(text('{"n": 1}'))
+    assert await asyncio.wait_for(task, 5) == {"n": 1}
+    transport.inbox.put_nowait(binary(b"[2]"))
+    assert await asyncio.wait_for(ws.receive(), 5) == [2]
+    await asyncio.gather(ws.send_json({"a": 1}), ws.send_text("b"), ws.send_bytes(b"c"))
+    assert transport.sent[1:] == [
+        {"type": "websocket.send", "text": '{"a":1}'},
+        {"type": "websocket.send", "text": "b"},
+        {"type": "websocket.send", "bytes": b"c"},
+    ]
+
+
+async def test_results_that_are_tuples_or_exceptions_come_back_as_values(WebSocket: type[Any]) -> None:
+    # A C coroutine hands its result back through StopIteration on 3.12+:
+    # a tuple or an exception instance must not be unpacked or raised.
+    class Codec:
+        @staticmethod
+        def dumps(obj: Any) -> str:
+            return "null"
+
+        @staticmethod
+        def loads(payload: str) -> Any:
+            return (1, 2) if payload == "t" else ValueError("a value, not an error")
+
+    ws, transport = await accepted(WebSocket, json_codec=Codec())
+    asyncio.get_running_loop().call_later(0.01, transport.inbox.put_nowait, text("t"))
+    assert await ws.receive_json() == (1, 2)
+    transport.inbox.put_nowait(text("e"))
+    result = await asyncio.create_task(ws.receive_json())
+    assert type(result) is ValueError and str(result) == "a value, not an error"
+
+
+async def test_wait_for_timeout_cancels_a_waiting_receive(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ws.receive_text(), 0.01)
+    # The connection is still usable: the next frame goes to the next call.
+    transport.inbox.put_nowait(text("after"))
+    assert await ws.receive_text() == "after"
+
+
+async def test_cancelling_the_task_cancels_the_wait(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    task = asyncio.create_task(ws.receive_bytes())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert transport.inbox.empty()
+
+
+async def test_errors_after_a_suspension(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    asyncio.get_running_loop().call_later(0.01, transport.inbox.put_nowait, binary(b"x"))
+    with pytest.raises(UnexpectedMessageType):
+        await ws.receive_text()
+    asyncio.get_running_loop().call_later(0.01, transport.inbox.put_nowait, {"type": "websocket.disconnect", "code": 1001})
+    with pytest.raises(WebSocketDisconnect) as info:
+        await ws.receive_text()
+    assert info.value.code == 1001
+
+
+async def test_a_send_that_suspends_then_fails_is_a_disconnect(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    transport.send_gate = asyncio.Event()
+    transport.send_error = ConnectionResetError("peer gone")
+    asyncio.get_running_loop().call_later(0.01, transport.send_gate.set)
+    with pytest.raises(WebSocketDisconnect) as info:
+        await ws.send_text("hello")
+    assert info.value.code == 1006
+    assert isinstance(info.value.__context__, ConnectionResetError)
+    assert ws.application_state.name == "DISCONNECTED"
+
+
+async def test_awaiting_twice_is_an_error(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    call = ws.send_text("once")
+    await call
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        await call
+    assert [m.get("text") for m in transport.sent[1:]] == ["once"]
+
+
+async def test_bad_arguments_raise_when_awaited_not_when_called(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    call = ws.send_text(b"bytes")  # nothing happens yet, as with a coroutine
+    with pytest.raises(TypeError, match="send_text\\(\\) expects str, got bytes"):
+        await call
+    mode_call = ws.receive_json(mode="xml")
+    with pytest.raises(RuntimeError, match='The "mode" argument should be "text" or "binary".'):
+        await mode_call
+    assert transport.sent[1:] == []
+
+
+async def test_async_for_over_a_live_queue(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket, value_type="json")
+    loop = asyncio.get_running_loop()
+    for i in range(3):
+        loop.call_later(0.005 * (i + 1), transport.inbox.put_nowait, text(f'{{"i": {i}}}'))
+    loop.call_later(0.03, transport.inbox.put_nowait, {"type": "websocket.disconnect", "code": 1000})
+    seen = []
+    async with ws:
+        async for message in ws:
+            seen.append(message["i"])
+    assert seen == [0, 1, 2]
+
+
+@pytest.mark.c_extension
+def test_compiled_results_survive_a_kept_stop_iteration(both_impls: list[Any]) -> None:
+    # The C coroutine reuses one StopIteration to hand results to `await`;
+    # one that Python code caught and kept must never change afterwards.
+    from asgi_helpers import open_socket
+
+    compiled = both_impls[0]
+    assert compiled.tag == "c"
+    ws, _ = open_socket(compiled.WebSocket, text("first"), text("second"), text("third"))
+    next(iter(ws.accept().__await__()), None)  # connect + accept, never suspends
+    with pytest.raises(StopIteration) as first:
+        next(ws.receive_text())
+    with pytest.raises(StopIteration) as second:
+        next(ws.receive_text())
+    kept = first.value
+    assert (kept.value, second.value.value) == ("first", "second")
+
+    async def third() -> str:
+        return await ws.receive_text()  # the `await` path, after the kept ones
+
+    with pytest.raises(StopIteration) as done:
+        third().send(None)
+    assert done.value.value == "third"
+    assert kept.value == "first" and second.value.value == "second"
