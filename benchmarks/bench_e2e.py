@@ -1,0 +1,543 @@
+"""End to end: a JSON echo through a real uvicorn, four ways, under load.
+
+    python benchmarks/bench_e2e.py [--quick] [--ws websockets-sansio,wsproto] [--loops asyncio,uvloop]
+                                   [--apps raw,starlette,pure,compiled] [--rounds R] [--json OUT]
+
+For every (uvicorn --ws, --loop) pair and every app, a uvicorn server runs
+in a subprocess on 127.0.0.1 (a random free port), serving one of:
+
+- ``raw``: a bare ASGI app, stdlib ``json`` (what Starlette does inside),
+- ``starlette``: Starlette's ``WebSocket`` (``receive_json`` / ``send_json``),
+- ``pure`` / ``compiled``: ``bocadillo_ws`` (``websocket_view(value_type="json")``,
+  ``async with ws``, ``async for``), on the pure backend
+  (``BOCADILLO_WS_NO_EXTENSIONS=1``) or the compiled one; the server
+  asserts ``BACKEND``.
+
+A load client (another subprocess, the ``websockets`` library, uvloop when
+installed) opens many connections, each keeping a window of messages in
+flight; every message carries a sequence number and a send timestamp, and
+every echo is checked (same document, in order). After a warm-up it
+counts echoes for a fixed time: messages/s and p50/p99 round-trip latency.
+With 2+ CPUs, server and client are pinned to different CPUs. The client
+may still be the bottleneck, so the server's CPU time per message
+(utime+stime from /proc, read by the client at the window's edges) is
+reported too: that figure holds even when the client saturates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import _common as common
+
+APPS = ("raw", "starlette", "pure", "compiled")
+WS_IMPLS = ("websockets-sansio", "wsproto")
+LOOPS = ("asyncio", "uvloop")
+START_TIMEOUT = 20.0  # seconds for a server to report it is listening
+STOP_TIMEOUT = 10.0
+SCRIPT = Path(__file__).resolve()
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# --------------------------------------------------------------------------- the server role
+
+
+def make_app(name: str) -> Any:
+    """The echo app, written four ways."""
+    if name == "raw":
+
+        async def raw_app(scope: Any, receive: Any, send: Any) -> None:
+            # What Starlette's receive_json/send_json do, minus the WebSocket object.
+            assert scope["type"] == "websocket"
+            await receive()  # websocket.connect
+            await send({"type": "websocket.accept"})
+            while True:
+                event = await receive()
+                if event["type"] == "websocket.disconnect":
+                    return
+                data = json.loads(event["text"])
+                text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+                await send({"type": "websocket.send", "text": text})
+
+        return raw_app
+
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    async def starlette_echo(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            while True:
+                await ws.send_json(await ws.receive_json())
+        except WebSocketDisconnect:
+            pass
+
+    if name == "starlette":
+        return Starlette(routes=[WebSocketRoute("/echo", starlette_echo)])
+
+    import bocadillo_ws
+
+    want = "python" if name == "pure" else "cython"
+    if bocadillo_ws.BACKEND != want:
+        sys.exit(f"server for {name!r}: bocadillo_ws.BACKEND is {bocadillo_ws.BACKEND!r}, expected {want!r}")
+
+    @bocadillo_ws.websocket_view(value_type="json")
+    async def bocadillo_echo(ws: bocadillo_ws.WebSocket) -> None:
+        async with ws:
+            async for message in ws:
+                await ws.send(message)
+
+    return Starlette(routes=[WebSocketRoute("/echo", bocadillo_echo)])
+
+
+def serve(app_name: str, ws: str, loop: str) -> None:
+    """Run uvicorn on a random port; print ``READY <port>`` once it listens."""
+    import uvicorn
+
+    if app_name in ("pure", "compiled"):
+        common.check_installed_package()
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when
+    # their proto says TCP; without it small frames wait on delayed ACKs.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    # No compression and no pings: they cost the same for every app and hide the difference.
+    config = uvicorn.Config(
+        make_app(app_name),
+        ws=ws,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        ws_ping_interval=None,
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()  # raises what made startup fail
+                return
+            await asyncio.sleep(0.01)
+        print(f"READY {port}", flush=True)
+        await task
+
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- the client role
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """utime + stime of a process, from /proc (fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class EchoError(Exception):
+    pass
+
+
+async def load(
+    url: str, server_pid: int, connections: int, window: int, warmup: float, duration: float
+) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    dumps: Callable[[Any], str]
+    loads: Callable[[Any], Any]
+    try:
+        import orjson  # the client's own JSON work is not what is measured: keep it cheap
+
+        def orjson_dumps(obj: Any) -> str:
+            return orjson.dumps(obj).decode()
+
+        dumps, loads = orjson_dumps, orjson.loads
+    except ImportError:
+        dumps, loads = common.dumps_compact, json.loads
+
+    options: dict[str, Any] = {"ping_interval": None, "compression": None, "open_timeout": 10, "close_timeout": 2}
+    if "proxy" in inspect.signature(connect).parameters:  # websockets >= 15
+        options["proxy"] = None
+    template = common.chat_message()
+    latencies: list[float] = []
+    counted = 0
+    window_start = window_end = 0.0
+
+    async def one(conn_id: int, ready: asyncio.Event, go: asyncio.Event) -> None:
+        nonlocal counted
+        try:
+            ws = await connect(url, **options)
+        finally:
+            ready.set()  # failed or not: nobody waits on a dead connection
+        async with ws:
+            await go.wait()
+            in_flight: deque[tuple[int, str]] = deque()
+            seq = 0
+
+            async def send_one() -> None:
+                nonlocal seq
+                message = dict(template, id=seq, user=f"u{conn_id}", ts=time.perf_counter())
+                text = dumps(message)
+                in_flight.append((seq, text))
+                seq += 1
+                await ws.send(text)
+
+            for _ in range(window):
+                await send_one()
+            while in_flight:
+                reply = await ws.recv()
+                now = time.perf_counter()
+                expected_seq, sent = in_flight.popleft()
+                echo = loads(reply)
+                if reply != sent and echo != loads(sent):
+                    raise EchoError(f"connection {conn_id}: echo of #{expected_seq} differs: {reply[:80]!r}")
+                if echo["id"] != expected_seq:
+                    raise EchoError(f"connection {conn_id}: expected #{expected_seq}, got #{echo['id']} (out of order)")
+                if window_start <= now < window_end:
+                    counted += 1
+                    latencies.append(now - echo["ts"])
+                if now < window_end:
+                    await send_one()
+
+    readies = [asyncio.Event() for _ in range(connections)]
+    go = asyncio.Event()
+    tasks = [asyncio.ensure_future(one(i, readies[i], go)) for i in range(connections)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 20)  # every connection open
+        for task in tasks:
+            if task.done():
+                task.result()  # a connection that failed to open: fail now, not after the run
+        start_at = time.perf_counter()
+        window_start, window_end = start_at + warmup, start_at + warmup + duration
+        go.set()
+        await asyncio.sleep(window_start - time.perf_counter())
+        cpu0, own0, t0 = cpu_seconds(server_pid), cpu_seconds("self"), time.perf_counter()
+        await asyncio.sleep(window_end - time.perf_counter())
+        cpu1, own1, t1 = cpu_seconds(server_pid), cpu_seconds("self"), time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)  # drain the last windows, close
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = t1 - t0
+    latencies.sort()
+    server_cpu = cpu1 - cpu0
+    return {
+        "messages": counted,
+        "seconds": elapsed,
+        "rate": counted / elapsed,
+        "p50_ms": 1e3 * latencies[len(latencies) // 2] if latencies else None,
+        "p99_ms": 1e3 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None,
+        "server_cpu_s": server_cpu,
+        "server_cpu_us_per_msg": 1e6 * server_cpu / counted if counted else None,
+        "server_cpu_pct": 100 * server_cpu / elapsed,
+        "client_cpu_pct": 100 * (own1 - own0) / elapsed,
+    }
+
+
+def run_client(args: argparse.Namespace) -> None:
+    coro = load(args.url, args.server_pid, args.connections, args.window, args.warmup, args.duration)
+    try:
+        import uvloop
+
+        result = uvloop.run(coro)
+    except ImportError:
+        result = asyncio.run(coro)
+    print(json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------- the orchestrator
+
+
+def _pin(pid: int, cpu: int | None) -> None:
+    if cpu is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {cpu})
+
+
+def _wait_ready(proc: subprocess.Popen[str], log: Any) -> int:
+    """The port the server prints, within START_TIMEOUT."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {_tail(log)}")
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            if line.startswith("READY "):
+                return int(line.split()[1])
+    raise RuntimeError("server did not start in time")
+
+
+def _tail(log: Any) -> str:
+    log.seek(0)
+    lines = log.read().strip().splitlines()
+    return lines[-1] if lines else "(no output)"
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+
+
+def run_one(
+    app: str, ws: str, loop: str, opts: argparse.Namespace, cpus: tuple[int | None, int | None]
+) -> dict[str, Any]:
+    """One server, one load client, both stopped before returning."""
+    env = dict(os.environ)
+    env.pop("BOCADILLO_WS_NO_EXTENSIONS", None)
+    if app == "pure":
+        env["BOCADILLO_WS_NO_EXTENSIONS"] = "1"
+    python = [sys.executable, "-E", str(SCRIPT)]
+    # The server's stderr goes to a file: a pipe nobody reads could fill up and block it.
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(
+            [*python, "--serve", app, "--ws", ws, "--loops", loop],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        try:
+            _pin(server.pid, cpus[0])
+            port = _wait_ready(server, log)
+            client = subprocess.Popen(
+                [
+                    *python,
+                    "--load",
+                    f"ws://127.0.0.1:{port}/echo",
+                    "--server-pid",
+                    str(server.pid),
+                    "--connections",
+                    str(opts.connections),
+                    "--window",
+                    str(opts.window),
+                    "--warmup",
+                    str(opts.warmup),
+                    "--duration",
+                    str(opts.duration),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                _pin(client.pid, cpus[1])
+                out, err = client.communicate(timeout=opts.warmup + opts.duration + 60)
+            finally:
+                if client.poll() is None:
+                    client.kill()
+                    client.communicate(timeout=STOP_TIMEOUT)
+            if client.returncode != 0:
+                last = err.strip().splitlines()[-1] if err.strip() else f"exit {client.returncode}"
+                raise RuntimeError(f"load client failed: {last}")
+            return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+        finally:
+            _stop(server)
+            if server.stdout:
+                server.stdout.close()
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (ws, loop): the median over rounds of each app's figures."""
+    summary = []
+    for ws, loop in dict.fromkeys((r["ws"], r["loop"]) for r in runs):
+        row: dict[str, Any] = {
+            "ws": ws,
+            "loop": loop,
+            "rate": {},
+            "p50_ms": {},
+            "p99_ms": {},
+            "cpu_us_per_msg": {},
+            "client_cpu_pct": {},
+        }
+        for app in dict.fromkeys(r["app"] for r in runs):
+            ok = [r["result"] for r in runs if (r["ws"], r["loop"], r["app"]) == (ws, loop, app) and "result" in r]
+            if not ok:
+                continue
+            row["rate"][app] = median(x["rate"] for x in ok)
+            row["p50_ms"][app] = median(x["p50_ms"] for x in ok)
+            row["p99_ms"][app] = median(x["p99_ms"] for x in ok)
+            row["cpu_us_per_msg"][app] = median(x["server_cpu_us_per_msg"] for x in ok)
+            row["client_cpu_pct"][app] = median(x["client_cpu_pct"] for x in ok)
+        summary.append(row)
+    return summary
+
+
+def table_rows(raw: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows for the summary (shared with report.py)."""
+    header = [
+        "uvicorn --ws",
+        "--loop",
+        "app",
+        "msgs/s",
+        "p50 ms",
+        "p99 ms",
+        "server µs CPU/msg",
+        "client CPU %",
+        "msgs/s vs Starlette",
+        "msgs/s vs raw",
+        "CPU/msg: Starlette ÷ this",
+    ]
+    rows = []
+    for row in raw["summary"]:
+        for app, rate in row["rate"].items():
+            star, rw = row["rate"].get("starlette"), row["rate"].get("raw")
+            cpu, star_cpu = row["cpu_us_per_msg"][app], row["cpu_us_per_msg"].get("starlette")
+            rows.append(
+                [
+                    row["ws"],
+                    row["loop"],
+                    app,
+                    f"{rate:,.0f}",
+                    f"{row['p50_ms'][app]:.2f}",
+                    f"{row['p99_ms'][app]:.2f}",
+                    f"{cpu:.1f}",
+                    f"{row['client_cpu_pct'][app]:.0f}",
+                    common.fmt_ratio(rate / star if star else None),
+                    common.fmt_ratio(rate / rw if rw else None),
+                    common.fmt_ratio(star_cpu / cpu if star_cpu and cpu else None),
+                ]
+            )
+    return header, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: websockets-sansio + asyncio, 1 round, ~1 s each"
+    )
+    parser.add_argument("--ws", default=",".join(WS_IMPLS), help="uvicorn --ws implementations (comma list)")
+    parser.add_argument("--loops", default=",".join(LOOPS), help="event loops (comma list)")
+    parser.add_argument("--apps", default=",".join(APPS), help="comma list of " + ", ".join(APPS))
+    parser.add_argument("--rounds", type=int, help="runs per app and config, median taken (default 3)")
+    parser.add_argument("--connections", type=int, help="concurrent connections (default 50)")
+    parser.add_argument("--window", type=int, help="messages in flight per connection (default 16)")
+    parser.add_argument("--warmup", type=float, help="seconds before counting (default 0.5)")
+    parser.add_argument("--duration", type=float, help="seconds counted per run (default 2.5)")
+    parser.add_argument("--json", metavar="OUT", help="write the raw results here")
+    # internal roles: the same script is the server and the load client
+    parser.add_argument("--serve", choices=APPS, help=argparse.SUPPRESS)
+    parser.add_argument("--load", metavar="URL", dest="url", help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.serve:
+        serve(args.serve, args.ws, args.loops)
+        return 0
+    q = args.quick
+    args.connections = args.connections or (10 if q else 50)
+    args.window = args.window or (8 if q else 16)
+    args.warmup = args.warmup if args.warmup is not None else (0.3 if q else 0.5)
+    args.duration = args.duration or (1.0 if q else 2.5)
+    if args.url:
+        run_client(args)
+        return 0
+
+    if q:
+        args.ws = args.ws if args.ws != ",".join(WS_IMPLS) else "websockets-sansio"
+        args.loops = args.loops if args.loops != ",".join(LOOPS) else "asyncio"
+    rounds = args.rounds or (1 if q else 3)
+    ws_list = [w for w in args.ws.split(",") if w]
+    loops = [lp for lp in args.loops.split(",") if lp]
+    apps = [a for a in args.apps.split(",") if a]
+    for a in apps:
+        if a not in APPS:
+            parser.error(f"unknown app {a!r}")
+    if "uvloop" in loops:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            print("uvloop not installed: skipping --loop uvloop", file=sys.stderr)
+            loops.remove("uvloop")
+    usable = sorted(os.sched_getaffinity(0))
+    cpus: tuple[int | None, int | None] = (usable[0], usable[1]) if len(usable) >= 2 else (None, None)
+
+    runs: list[dict[str, Any]] = []
+    failures = 0
+    total = len(ws_list) * len(loops) * rounds * len(apps)
+    print(
+        f"bench_e2e: {total} runs of ~{args.warmup + args.duration:g} s, {args.connections} connections x "
+        f"{args.window} in flight, server CPU {cpus[0]}, client CPU {cpus[1]}",
+        file=sys.stderr,
+    )
+    for ws in ws_list:
+        for loop in loops:
+            for r in range(rounds):
+                shift = r % len(apps)
+                for app in apps[shift:] + apps[:shift]:  # rotate the order each round
+                    entry: dict[str, Any] = {"ws": ws, "loop": loop, "app": app, "round": r}
+                    try:
+                        entry["result"] = run_one(app, ws, loop, args, cpus)
+                        res = entry["result"]
+                        print(
+                            f"  {ws:18} {loop:8} {app:10} {res['rate']:9,.0f} msg/s  p50 {res['p50_ms']:6.2f} ms  "
+                            f"p99 {res['p99_ms']:6.2f} ms  server {res['server_cpu_us_per_msg']:6.1f} µs CPU/msg "
+                            f"({res['server_cpu_pct']:.0f}%), client CPU {res['client_cpu_pct']:.0f}%",
+                            file=sys.stderr,
+                        )
+                    except Exception as exc:  # one broken run must not hide the others
+                        failures += 1
+                        entry["error"] = str(exc)
+                        print(f"  {ws:18} {loop:8} {app:10} FAILED: {exc}", file=sys.stderr)
+                    runs.append(entry)
+    raw = {
+        "bench": "e2e",
+        "machine": common.machine_info(),
+        "packages": common.package_versions(common.BENCH_PACKAGES),
+        "config": {
+            "rounds": rounds,
+            "connections": args.connections,
+            "window": args.window,
+            "warmup_s": args.warmup,
+            "duration_s": args.duration,
+            "cpus": cpus,
+        },
+        "runs": runs,
+        "summary": summarize(runs),
+    }
+    header, rows = table_rows(raw)
+    widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(len(header))]
+    print("\n" + "  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(raw, out, indent=1)
+    if failures:
+        print(f"{failures} run(s) failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
