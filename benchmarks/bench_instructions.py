@@ -1,0 +1,107 @@
+"""Instructions per call under valgrind (callgrind): the per-op comparison, without the noise.
+
+Wall and CPU clocks on a shared 2-core VM swing by tens of percent; an
+instruction count does not (the same binary and input give the same count
+whatever else the machine runs). Each (op, implementation) runs the very
+loop ``bench_ops.py`` times, once with 1 iteration and once with N + 1,
+under ``valgrind --tool=callgrind``; the difference / N is the cost of one
+call, start-up excluded. Instructions are not nanoseconds (cache misses and
+branch mispredictions are not in them), so the timed table stays the
+reference; this one says which way a change went, reliably.
+
+    python benchmarks/bench_instructions.py [--ops send_text,receive_json] [--impls ...] [-n 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402
+
+DEFAULT_OPS = "send_text,send_bytes,send_json,receive_text,receive_bytes,receive_json,send[text],receive[json]"
+DEFAULT_IMPLS = "floor,starlette,pure,compiled,orjson"
+
+
+def worker(impl_name: str, op: str, size: str, n: int) -> None:
+    """Run one loop of ``n`` calls (inside valgrind)."""
+    import bench_ops
+
+    impls, skipped = bench_ops.make_impls((impl_name,))
+    if not impls:
+        raise SystemExit(f"{impl_name}: {skipped.get(impl_name)}")
+    case = bench_ops.make_case(op, size, common.payloads()[size])
+    bench_ops.verify(impls[0], case)
+    runner = bench_ops.make_runner(impls[0], case)
+    bench_ops.drive(runner(iter([None] * n)))
+
+
+def instructions(impl: str, op: str, size: str, n: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        command = [
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+            sys.executable, __file__, "--worker", impl, op, size, str(n),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            raise RuntimeError(f"{impl} {op}: {result.stderr[-2000:]}")
+        match = re.search(r"refs:\s+([\d,]+)", result.stderr)
+        if match is None:
+            raise RuntimeError(f"no instruction count in valgrind's output for {impl} {op}")
+        return int(match.group(1).replace(",", ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ops", default=DEFAULT_OPS)
+    parser.add_argument("--impls", default=DEFAULT_IMPLS)
+    parser.add_argument("--size", default=common.GATE_SIZE, choices=common.SIZE_NAMES)
+    parser.add_argument("-n", type=int, default=20_000, help="calls in the long run")
+    parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        impl, op, size, n = args.worker
+        worker(impl, op, size, int(n))
+        return 0
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    common.check_installed_package()
+    ops = [o for o in args.ops.split(",") if o]
+    impls = [i for i in args.impls.split(",") if i]
+    table: dict[str, dict[str, float]] = {}
+    for op in ops:
+        row = table.setdefault(op, {})
+        for impl in impls:
+            if op.startswith(("send[", "receive[")) and impl == "starlette":
+                continue  # Starlette's receive()/send() are raw events: no dispatch to compare
+            base = instructions(impl, op, args.size, 1)
+            long = instructions(impl, op, args.size, args.n + 1)
+            row[impl] = (long - base) / args.n
+            print(f"{op:14s} {impl:10s} {row[impl]:8.0f}", file=sys.stderr)
+    print(f"\ninstructions per call, {args.size} message, Python {sys.version.split()[0]}")
+    print("| op | " + " | ".join(impls) + " | Starlette / compiled | compiled / floor | pure / compiled |")
+    print("|---|" + "---|" * (len(impls) + 3))
+    for op, row in table.items():
+        def ratio(a: str, b: str) -> str:
+            return f"{row[a] / row[b]:.2f}" if a in row and b in row else "—"
+
+        cells = [f"{row[i]:.0f}" if i in row else "—" for i in impls]
+        print(f"| {op} | " + " | ".join(cells) + f" | {ratio('starlette', 'compiled')} | "
+              f"{ratio('compiled', 'floor')} | {ratio('pure', 'compiled')} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"python": sys.version, "size": args.size, "table": table}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
