@@ -21,17 +21,43 @@ _decode = json.JSONDecoder().decode
 
 TOO_DEEP = "Maximum nesting depth exceeded"
 
+# Where the standard library does the work, nesting deeper than this is "too
+# deep". json's own limit is the interpreter's recursion limit minus the
+# caller's stack depth: it would depend on how deep the application (and each
+# backend) calls from. A fixed limit, well inside it, makes the outcome the
+# same for both backends and every caller. (ujson and orjson have fixed
+# limits of their own: 1024 and 255.)
+MAX_DEPTH = 512
+_BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def too_deep(text: str) -> bool:
+    """Whether valid JSON ``text`` nests deeper than ``MAX_DEPTH``."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:  # the common case: two C scans
+        return False
+    depth = 0
+    for token in _BRACKET_OR_STRING.findall(text):
+        if token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif token in "]}":
+            depth -= 1
+    return False
+
 
 def dumps(data: Any) -> str:
     """Compact JSON text, as Starlette writes it, but never NaN or Infinity."""
     try:
-        return _encode(data)
+        text = _encode(data)
     except RecursionError:
-        pass
+        text = None
     except ValueError as exc:
         if "integer string conversion" not in str(exc):
             raise
         return _dumps_any_int(data)
+    if text is not None and not too_deep(text):
+        return text
     raise ValueError(f"{TOO_DEEP} while encoding JSON")
 
 
@@ -105,13 +131,17 @@ def exact_loads(payload: str | bytes) -> Any:
 def loads(text: str) -> Any:
     """The standard library's parse of ``text``; every failure is ``InvalidJSON``."""
     try:
-        return _decode(text)
+        value = _decode(text)
     except json.JSONDecodeError as exc:
         error = InvalidJSON(exc.msg, exc.doc, exc.pos)
     except RecursionError:
         error = InvalidJSON(TOO_DEEP, text, 0)
     except ValueError as exc:  # e.g. an int longer than the digit limit
         error = InvalidJSON(str(exc), text, 0)
+    else:
+        if not too_deep(text):
+            return value
+        error = InvalidJSON(TOO_DEEP, text, 0)
     raise error
 
 

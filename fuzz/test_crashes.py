@@ -1,4 +1,4 @@
-"""Replays what the fuzzer kept: every input in fuzz/crashes/ (none so far) and the seeds.
+"""Replays what the fuzzer kept: every input in fuzz/crashes/ and the seeds.
 
     pytest fuzz/            # or: python fuzz/fuzz_codec.py --replay fuzz/crashes/*
 

@@ -180,6 +180,35 @@ def test_deep_nesting_is_value_error_on_send(codec: Any, depth: int) -> None:
     assert not isinstance(info.value, RecursionError)
 
 
+@pytest.mark.parametrize("stack", [0, 300], ids=["shallow-caller", "caller-300-frames-deep"])
+def test_json_codec_nesting_limit_is_fixed(impl: Any, stack: int) -> None:
+    """json's own limit moves with the caller's stack; ours is MAX_DEPTH wherever json does the work."""
+    codec = impl.module.make_json_codec("json")
+    limit = 512
+
+    def nested(depth: int) -> Any:
+        value: Any = 0
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    def at_depth(frames: int, check: Any) -> None:
+        if frames:
+            return at_depth(frames - 1, check)
+        return check()
+
+    def check() -> None:
+        document = "[" * limit + "]" * limit
+        assert codec.decode(document) == json.loads(document)
+        assert codec.encode_text(nested(limit)) == "[" * limit + "0" + "]" * limit
+        with pytest.raises(bocadillo_ws.InvalidJSON, match="Maximum nesting depth exceeded"):
+            codec.decode("[" * (limit + 1) + "]" * (limit + 1))
+        with pytest.raises(ValueError, match="Maximum nesting depth exceeded while encoding JSON"):
+            codec.encode_text(nested(limit + 1))
+
+    at_depth(stack, check)
+
+
 def test_moderate_nesting_works(codec: Any) -> None:
     data: Any = "leaf"
     for _ in range(200):
