@@ -22,10 +22,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as common  # noqa: E402
+import _common as common
 
 DEFAULT_OPS = "send_text,send_bytes,send_json,receive_text,receive_bytes,receive_json,send[text],receive[json]"
 DEFAULT_IMPLS = "floor,starlette,pure,compiled,orjson"
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| op | " + " | ".join(impls) + " | Starlette / compiled | compiled / floor | pure / compiled |")
     print("|---|" + "---|" * (len(impls) + 3))
     for op, row in table.items():
-        def ratio(a: str, b: str) -> str:
+        def ratio(a: str, b: str, row: dict[str, float] = row) -> str:
             return f"{row[a] / row[b]:.2f}" if a in row and b in row else "—"
 
         cells = [f"{row[i]:.0f}" if i in row else "—" for i in impls]

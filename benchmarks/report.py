@@ -31,8 +31,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import _common as common
 import bench_e2e
+
+import _common as common
 import bench_ops
 
 DEFAULT_PYTHONS = ("3.11", "3.12", "3.13")

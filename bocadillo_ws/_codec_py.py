@@ -10,10 +10,11 @@ helpers: on CPython a Python-level call costs more than the work it saves.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import ujson
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from . import _json_fallback as fallback
@@ -22,7 +23,6 @@ from ._message_types import (
     BYTES,
     CONNECTED,
     DISCONNECTED,
-    EVENT,
     JSON,
     MESSAGE_TYPES,
     TEXT,
@@ -32,9 +32,7 @@ from ._message_types import (
 try:
     import orjson
 except ImportError:  # pragma: no cover - exercised by the no-orjson test env
-    orjson = None
-
-Message = dict[str, Any]
+    orjson = None  # type: ignore[assignment]
 _STATES = tuple(WebSocketState)
 
 _MODE_ERROR = 'The "mode" argument should be "text" or "binary".'
@@ -203,26 +201,33 @@ class WebSocketCore:
     # "scope" is HTTPConnection's one attribute: a slot, so a connection
     # object needs no instance __dict__ unless a lazy property caches into it.
     __slots__ = (
-        "scope",
-        "_receive",
-        "_send",
-        "_client_state",
         "_app_state",
-        "_receive_kind",
-        "_send_kind",
+        "_client_state",
         "_json",
         "_origin",
+        "_receive",
+        "_receive_kind",
+        "_send",
+        "_send_kind",
         "catch_disconnect",
+        "scope",
     )
 
-    scope: dict[str, Any]
-    _receive: Callable[[], Awaitable[Message]]
-    _send: Callable[[Message], Awaitable[None]]
+    scope: Scope
+    _receive: Receive
+    _send: Send
+    _app_state: int
+    _client_state: int
+    _receive_kind: int
+    _send_kind: int
+    _json: JSONCodec
+    _origin: Any
+    catch_disconnect: bool
 
     def _bind(
         self,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
+        receive: Receive,
+        send: Send,
         receive_type: object,
         send_type: object,
         catch_disconnect: bool,
@@ -291,7 +296,7 @@ class WebSocketCore:
                 await self._send(event)
             except OSError:
                 self._lost()
-                raise WebSocketDisconnect(code=1006)
+                raise WebSocketDisconnect(code=1006)  # noqa: B904 - as Starlette: the OSError is the context
             return
         await states.call(self, "send", event)
 
@@ -374,7 +379,7 @@ class WebSocketCore:
             await self._send(event)
         except OSError:
             self._lost()
-            raise WebSocketDisconnect(code=1006)
+            raise WebSocketDisconnect(code=1006)  # noqa: B904 - as Starlette: the OSError is the context
 
     async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
         if type(data) is not bytes:
@@ -388,10 +393,11 @@ class WebSocketCore:
             await self._send(event)
         except OSError:
             self._lost()
-            raise WebSocketDisconnect(code=1006)
+            raise WebSocketDisconnect(code=1006)  # noqa: B904 - as Starlette: the OSError is the context
 
     async def send_json(self, data: Any, mode: str = "text") -> None:
         """Compact JSON as a text frame, or as a binary frame with ``mode="binary"``."""
+        event: Message
         if mode == "text":
             event = {"type": "websocket.send", "text": self._json.encode_text(data)}
         elif mode == "binary":
@@ -404,7 +410,7 @@ class WebSocketCore:
             await self._send(event)
         except OSError:
             self._lost()
-            raise WebSocketDisconnect(code=1006)
+            raise WebSocketDisconnect(code=1006)  # noqa: B904 - as Starlette: the OSError is the context
 
     def send(self, message: Any) -> Coroutine[Any, Any, None]:
         """``send_<send_type>(message)``."""

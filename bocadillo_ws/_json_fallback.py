@@ -119,8 +119,9 @@ _LONG_DIGITS_BYTES = re.compile(b"[0-9]{%d}" % LONG_DIGIT_RUN)
 
 def has_long_digit_run(payload: str | bytes) -> bool:
     """Whether ``payload`` holds ``LONG_DIGIT_RUN`` ASCII digits in a row."""
-    pattern = _LONG_DIGITS_STR if isinstance(payload, str) else _LONG_DIGITS_BYTES
-    return pattern.search(payload) is not None
+    if isinstance(payload, str):
+        return _LONG_DIGITS_STR.search(payload) is not None
+    return _LONG_DIGITS_BYTES.search(payload) is not None
 
 
 def exact_loads(payload: str | bytes) -> Any:

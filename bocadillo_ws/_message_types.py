@@ -13,7 +13,7 @@ CONNECTING, CONNECTED, DISCONNECTED, RESPONSE = range(4)
 def message_type_code(name: object, parameter: str) -> int:
     """The code of a message type name; a ValueError naming the allowed ones otherwise."""
     try:
-        return MESSAGE_TYPES.index(name)  # type: ignore[arg-type]
+        return MESSAGE_TYPES.index(name)  # type: ignore[arg-type,unused-ignore]
     except ValueError:
         allowed = ", ".join(repr(t) for t in MESSAGE_TYPES)
         raise ValueError(f"{parameter} must be one of {allowed}, not {name!r}") from None

@@ -23,16 +23,14 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from starlette.types import Message
 
-    from ._backend import WebSocketCore
 
-
-def starlette_twin(ws: WebSocketCore) -> StarletteWebSocket:
+def starlette_twin(ws: Any) -> StarletteWebSocket:
     """A Starlette WebSocket in ``ws``'s state, talking to the same transport.
 
     When ``ws`` wraps a framework's WebSocket (``from_starlette``), that object
     is reused, so the framework sees accurate states afterwards.
     """
-    twin = ws._origin
+    twin: StarletteWebSocket | None = ws._origin
     if twin is None:
         twin = StarletteWebSocket(ws.scope, ws._receive, ws._send)
     twin.client_state = ws.client_state
@@ -40,7 +38,7 @@ def starlette_twin(ws: WebSocketCore) -> StarletteWebSocket:
     return twin
 
 
-async def call(ws: WebSocketCore, method: str, *args: Any) -> Any:
+async def call(ws: Any, method: str, *args: Any) -> Any:
     """Run Starlette's ``method`` for ``ws`` and adopt the states it leaves."""
     twin = starlette_twin(ws)
     try:
@@ -50,7 +48,7 @@ async def call(ws: WebSocketCore, method: str, *args: Any) -> Any:
         ws.application_state = twin.application_state
 
 
-def replay_receive(ws: WebSocketCore, event: Message) -> Message:
+def replay_receive(ws: Any, event: Message) -> Message:
     """Starlette's ``receive()`` applied to an event the backend already read.
 
     Used for anything but ``websocket.receive`` while connected: a disconnect
@@ -112,7 +110,7 @@ def raise_for_payload(event: Message, expected: str) -> Any:
         if data is None:
             raise UnexpectedMessageType("binary", "text")
         return data
-    return text if text is not None else bytes(data)
+    return text if text is not None else bytes(data)  # type: ignore[arg-type]  # one of them is set
 
 
 def send_type_error(method: str, expected: str, data: object) -> TypeError:

@@ -27,7 +27,7 @@ _Self = TypeVar("_Self", bound="WebSocketAPI")
 def _asgi_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
     """``(scope, receive, send)`` from what Starlette's ``WebSocket(...)`` accepts."""
     if len(args) == 3 and not kwargs:
-        return args  # type: ignore[return-value]
+        return args  # type: ignore[return-value,unused-ignore]
     names = ("scope", "receive", "send")
     if len(args) > 3:
         raise TypeError(f"WebSocket() takes 3 positional arguments but {len(args)} were given")

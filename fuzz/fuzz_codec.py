@@ -96,8 +96,7 @@ class Backends:
         # wheel, the dev venv's editable install), else this repository.
         if "BOCADILLO_WS_SRC" in os.environ or importlib.util.find_spec("bocadillo_ws") is None:
             sys.path.insert(0, str(SRC))
-        from bocadillo_ws import InvalidJSON, UnexpectedMessageType, WebSocketDisconnect
-        from bocadillo_ws import _codec, _codec_py
+        from bocadillo_ws import InvalidJSON, UnexpectedMessageType, WebSocketDisconnect, _codec, _codec_py
         from bocadillo_ws._websocket import WebSocketAPI
 
         self.compiled = type("WebSocket", (WebSocketAPI, _codec.WebSocketCore), {"__module__": __name__})
@@ -297,7 +296,7 @@ def outcome(cls: type[Any], events: list[dict[str, Any]], steps: list[Operation]
             results.append(("value", drive(step(ws))))
         except LookupError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the exception is the outcome
+        except Exception as exc:
             results.append(("raised", type(exc), str(exc), getattr(exc, "code", None), getattr(exc, "close_code", None)))
     return results, transport.sent, ws.client_state, ws.application_state
 
@@ -520,7 +519,7 @@ def main(argv: list[str]) -> int:
         for path in argv[2:]:
             try:
                 check_one_input(Path(path).read_bytes())
-            except Exception as exc:  # noqa: BLE001 - reported
+            except Exception as exc:
                 failures += 1
                 print(f"{path}: {type(exc).__name__}: {exc}")
             else:

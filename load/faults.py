@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import mib, raise_fd_limit, server_process  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
+from _util import mib, raise_fd_limit, server_process
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 OPTIONS: dict[str, Any] = {"ping_interval": None, "open_timeout": 20, "close_timeout": 10, "compression": None}
 if "proxy" in inspect.signature(connect).parameters:
@@ -79,7 +79,7 @@ async def steady(url: str, cid: int, ready: asyncio.Event, results: dict[str, An
                     ready.set()
         except ConnectionClosed as exc:
             results["ends"][closed_how(exc)] += 1
-        except Exception as exc:  # noqa: BLE001 - reported
+        except Exception as exc:
             results["ends"][f"error {type(exc).__name__}: {exc}"[:120]] += 1
 
 
@@ -93,7 +93,7 @@ async def slow(url: str, cid: int, results: dict[str, Any]) -> None:
             results["ends"][f"slow reply arrived: {reply[:40]}"] += 1
         except ConnectionClosed as exc:
             results["ends"][closed_how(exc)] += 1
-        except Exception as exc:  # noqa: BLE001 - reported
+        except Exception as exc:
             results["ends"][f"error {type(exc).__name__}: {exc}"[:120]] += 1
 
 

@@ -21,11 +21,14 @@ from hypothesis import settings
 import bocadillo_ws
 from bocadillo_ws._websocket import WebSocketAPI
 
-
 # HYPOTHESIS_PROFILE picks one: "dev" (default, quick), "ci" (tox), "long".
+# dev: a quick local run; ci: every hypothesis test in every tox env;
+# differential: the twins compared on 10,000 examples per test (tox env
+# "differential"); long: 1,000,000 per test, for a soak of the twins.
 settings.register_profile("dev", max_examples=200)
 settings.register_profile("ci", max_examples=1_000)
-settings.register_profile("long", max_examples=100_000)
+settings.register_profile("differential", max_examples=10_000)
+settings.register_profile("long", max_examples=1_000_000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
@@ -90,7 +93,7 @@ def impl(request: pytest.FixtureRequest) -> Implementation:
 
 
 @pytest.fixture(scope="session")
-def WebSocket(impl: Implementation) -> type[Any]:  # noqa: N802 - reads like the class it is
+def WebSocket(impl: Implementation) -> type[Any]:
     return impl.WebSocket
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import re
 from typing import Any
 
 import pytest
@@ -160,7 +161,7 @@ async def test_bad_arguments_raise_when_awaited_not_when_called(WebSocket: type[
     with pytest.raises(TypeError, match="send_text\\(\\) expects str, got bytes"):
         await call
     mode_call = ws.receive_json(mode="xml")
-    with pytest.raises(RuntimeError, match='The "mode" argument should be "text" or "binary".'):
+    with pytest.raises(RuntimeError, match=re.escape('The "mode" argument should be "text" or "binary".')):
         await mode_call
     assert transport.sent[1:] == []
 

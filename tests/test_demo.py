@@ -18,12 +18,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from servers import serve
 from starlette.testclient import TestClient
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import bocadillo_ws
+from servers import serve
 
 pytestmark = pytest.mark.anyio
 

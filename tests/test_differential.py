@@ -37,7 +37,7 @@ def outcome(WebSocket: type[Any], events: list[Any], operation: str, *args: Any,
     drive(ws.accept())
     try:
         result: Any = ("value", drive(getattr(ws, operation)(*args)))
-    except Exception as exc:  # noqa: BLE001 - the exception *is* the outcome
+    except Exception as exc:
         result = ("raised", type(exc), str(exc), getattr(exc, "code", None))
     return result, transport.sent, ws.client_state, ws.application_state
 

@@ -46,7 +46,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from servers import serve
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket as StarletteWebSocket
@@ -55,6 +54,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from bocadillo_ws import InvalidJSON, UnexpectedMessageType, WebSocketDisconnect
 from bocadillo_ws._view import view_endpoint
+from servers import serve
 
 pytestmark = [
     pytest.mark.anyio,

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocketException
 from fastapi import WebSocket as FastAPIWebSocket
-from fastapi import WebSocketException
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute

@@ -323,7 +323,7 @@ class Broken:
 
 def test_custom_dumps_must_return_str_or_bytes(impl: Any) -> None:
     codec = impl.module.make_json_codec(Broken(out=42))
-    with pytest.raises(TypeError, match="json_codec Broken.dumps\\(\\) must return str or bytes, not int"):
+    with pytest.raises(TypeError, match=r"json_codec Broken\.dumps\(\) must return str or bytes, not int"):
         codec.encode_text({})
     with pytest.raises(TypeError, match="must return str or bytes, not int"):
         codec.encode_binary({})
@@ -386,7 +386,7 @@ def test_invalid_json_has_json_s_message_and_position(impl: Any, name: str, docu
 
 
 def test_orjson_keeps_its_message_for_what_only_json_accepts(impl: Any) -> None:
-    with pytest.raises(bocadillo_ws.InvalidJSON, match="^unexpected character"):
+    with pytest.raises(bocadillo_ws.InvalidJSON, match=r"^unexpected character"):
         impl.module.make_json_codec("orjson").decode("[NaN]")
 
 

@@ -97,7 +97,7 @@ class Wire:
     re-raised instance would grow its traceback on every raise).
     """
 
-    __slots__ = ("inbound", "sent", "last", "fail")
+    __slots__ = ("fail", "inbound", "last", "sent")
 
     def __init__(self) -> None:
         self.inbound: Any = None

@@ -38,7 +38,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from servers import serve
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
@@ -48,6 +47,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Conne
 import bocadillo_ws
 from bocadillo_ws import InvalidJSON, UnexpectedMessageType, WebSocketDisconnect
 from bocadillo_ws._view import view_endpoint
+from servers import serve
 
 pytestmark = [
     pytest.mark.anyio,
