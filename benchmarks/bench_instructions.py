@@ -3,9 +3,9 @@
 Wall and CPU clocks on a shared 2-core VM swing by tens of percent; an
 instruction count does not (the same binary and input give the same count
 whatever else the machine runs). Each (op, implementation) runs the very
-loop ``bench_ops.py`` times, once with 1 iteration and once with N + 1,
-under ``valgrind --tool=callgrind``; the difference / N is the cost of one
-call, start-up excluded. Instructions are not nanoseconds (cache misses and
+loop ``bench_ops.py`` times, N iterations, under ``valgrind
+--tool=callgrind`` counting only inside ``coroutine.send()`` (the loop is a
+coroutine driven by one ``send``); the count / N is the cost of one call. Instructions are not nanoseconds (cache misses and
 branch mispredictions are not in them), so the timed table stays the
 reference; this one says which way a change went, reliably.
 
@@ -44,10 +44,13 @@ def worker(impl_name: str, op: str, size: str, n: int) -> None:
 
 
 def instructions(impl: str, op: str, size: str, n: int) -> int:
+    # Only what runs inside coroutine.send() is counted: the loops (and the
+    # one checked call before them), not the interpreter's start-up.
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         command = [
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+            "--collect-atstart=no", "--toggle-collect=gen_send",
             sys.executable, __file__, "--worker", impl, op, size, str(n),
         ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -83,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         for impl in impls:
             if op.startswith(("send[", "receive[")) and impl == "starlette":
                 continue  # Starlette's receive()/send() are raw events: no dispatch to compare
-            base = instructions(impl, op, args.size, 1)
-            long = instructions(impl, op, args.size, args.n + 1)
-            row[impl] = (long - base) / args.n
+            row[impl] = instructions(impl, op, args.size, args.n) / args.n
             print(f"{op:14s} {impl:10s} {row[impl]:8.0f}", file=sys.stderr)
     print(f"\ninstructions per call, {args.size} message, Python {sys.version.split()[0]}")
     print("| op | " + " | ".join(impls) + " | Starlette / compiled | compiled / floor | pure / compiled |")
