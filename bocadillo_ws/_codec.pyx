@@ -31,13 +31,7 @@ except ImportError:  # pragma: no cover - exercised by the no-orjson test env
 cdef object _orjson_dumps = None if orjson is None else orjson.dumps
 cdef object _orjson_loads = None if orjson is None else orjson.loads
 
-# Mirrors of _message_types (C constants, so comparisons compile to ints).
-cdef enum:
-    TEXT = 0
-    BYTES = 1
-    JSON = 2
-    EVENT = 3
-
+# Mirror of _message_types' states (C constants, so comparisons compile to ints).
 cdef enum:
     CONNECTING = 0
     CONNECTED = 1
@@ -373,7 +367,7 @@ cdef enum:
     GIVES_RESULT = 2     # a Starlette method: the result itself
     GIVES_SENT = 3       # the server's send(): done; OSError means the peer is gone
 
-# receive_* ops by message kind (TEXT, BYTES, JSON, EVENT) and back.
+# The op for each message kind, indexed by _message_types' codes (TEXT, BYTES, JSON, EVENT).
 cdef int[4] _RECEIVE_OPS = [RECEIVE_TEXT, RECEIVE_BYTES, RECEIVE_JSON, RECEIVE_EVENT]
 cdef int[4] _SEND_OPS = [SEND_TEXT, SEND_BYTES, SEND_JSON, SEND_EVENT]
 cdef tuple _STARLETTE_RECEIVE = ("receive", "receive_text", "receive_bytes", "receive_json")

@@ -106,8 +106,6 @@ class StdlibJSONCodec(JSONCodec):
         return fallback.loads(text)
 
 
-
-
 class OrjsonCodec(JSONCodec):
     """orjson: strict RFC 8259, UTF-8 bytes natively."""
 

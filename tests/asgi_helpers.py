@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 SCOPE: dict[str, Any] = {
@@ -83,3 +84,13 @@ def open_socket(WebSocket: type[Any], *events: dict[str, Any], **options: Any) -
     """A WebSocket on a Transport that will deliver ``connect`` then ``events``."""
     transport = Transport(connect(), *events)
     return WebSocket(dict(SCOPE), transport.receive, transport.send, **options), transport
+
+
+def drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends (the in-memory transport) to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coroutine.close()
+    raise AssertionError("the coroutine suspended on an in-memory transport")

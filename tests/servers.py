@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import socket
 import threading
 import time
@@ -10,6 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from websockets.asyncio.client import connect
+
+# Keyword arguments for websockets' connect(): never route loopback through
+# an environment proxy (websockets >= 15 honours them by default; older
+# releases have no ``proxy`` argument).
+NO_PROXY: dict[str, Any] = {"proxy": None} if "proxy" in inspect.signature(connect).parameters else {}
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0

@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Coroutine
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asgi_helpers import SCOPE, Transport, connect
+from asgi_helpers import SCOPE, Transport, connect, drive
 
 pytestmark = pytest.mark.c_extension  # compares against the compiled twin
-
-
-def drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        coroutine.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coroutine.close()
-    raise AssertionError("the coroutine suspended on an in-memory transport")
 
 
 def outcome(WebSocket: type[Any], events: list[Any], operation: str, *args: Any, **options: Any) -> Any:

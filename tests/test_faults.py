@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import inspect
 import json
 import socket
 import struct
@@ -54,7 +53,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from bocadillo_ws import InvalidJSON, UnexpectedMessageType, WebSocketDisconnect
 from bocadillo_ws._view import view_endpoint
-from servers import serve
+from servers import NO_PROXY, serve
 
 pytestmark = [
     pytest.mark.anyio,
@@ -66,7 +65,6 @@ pytestmark = [
 TIMEOUT = 10.0  # any single wait
 TEST_TIMEOUT = 60.0  # a whole scenario
 UVICORN_WS = ["websockets-sansio", "websockets"]
-NO_PROXY: dict[str, Any] = {"proxy": None} if "proxy" in inspect.signature(connect).parameters else {}
 
 # Disconnect codes uvicorn gives the application when a client vanishes.
 VANISHED_CODES = {"websockets-sansio": {1005, 1006}, "websockets": {1006}}

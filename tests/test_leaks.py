@@ -44,7 +44,7 @@ from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocket as StarletteWebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from asgi_helpers import SCOPE
+from asgi_helpers import SCOPE, drive
 from bocadillo_ws import InvalidJSON, UnexpectedMessageType
 from bocadillo_ws._view import view_endpoint
 
@@ -69,16 +69,6 @@ def operations(impl: Any, test: str) -> int:
 
 
 # --------------------------------------------------------------------------- driving
-
-
-def drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that never suspends to its end; its value or its exception."""
-    try:
-        coroutine.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coroutine.close()
-    raise AssertionError("the coroutine suspended on an in-memory transport")
 
 
 def fails(coroutine: Coroutine[Any, Any, Any], expected: type[BaseException]) -> BaseException:

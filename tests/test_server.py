@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import inspect
 import json
 import threading
 import uuid
@@ -47,7 +46,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Conne
 import bocadillo_ws
 from bocadillo_ws import InvalidJSON, UnexpectedMessageType, WebSocketDisconnect
 from bocadillo_ws._view import view_endpoint
-from servers import serve
+from servers import NO_PROXY, serve
 
 pytestmark = [
     pytest.mark.anyio,
@@ -245,11 +244,6 @@ def server(impl: Any, uvicorn_ws: str) -> Iterator[Server]:
     recorder = build_app(impl.WebSocket)
     with serve(recorder, ws=uvicorn_ws) as base:
         yield Server(base, recorder, uvicorn_ws)
-
-
-# Never route loopback through an environment proxy (websockets >= 15 honours
-# them by default; older releases have no ``proxy`` argument).
-NO_PROXY: dict[str, Any] = {"proxy": None} if "proxy" in inspect.signature(connect).parameters else {}
 
 
 @asynccontextmanager
