@@ -32,7 +32,7 @@ _BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
 def too_deep(text: str) -> bool:
-    """Whether valid JSON ``text`` nests deeper than ``MAX_DEPTH``."""
+    """Whether JSON ``text`` (or the valid prefix of one) nests deeper than ``MAX_DEPTH``."""
     if text.count("[") + text.count("{") <= MAX_DEPTH:  # the common case: two C scans
         return False
     depth = 0
@@ -52,13 +52,43 @@ def dumps(data: Any) -> str:
         text = _encode(data)
     except RecursionError:
         text = None
-    except ValueError as exc:
-        if "integer string conversion" not in str(exc):
+    except (TypeError, ValueError) as exc:
+        # Checked first: whether json got this far before failing depends on
+        # the caller's stack depth (see MAX_DEPTH), so "too deep" must win.
+        if nests_too_deep(data):
+            text = None
+        elif isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+            return _dumps_any_int(data)
+        else:
             raise
-        return _dumps_any_int(data)
     if text is not None and not too_deep(text):
         return text
     raise ValueError(f"{TOO_DEEP} while encoding JSON")
+
+
+def nests_too_deep(data: Any) -> bool:
+    """Whether the lists, tuples and dicts in ``data`` nest deeper than ``MAX_DEPTH``.
+
+    Iterative, so it works however deep the caller is; a container already on
+    the current path (a cycle, which json reports as circular) is not entered.
+    """
+    if not isinstance(data, (list, tuple, dict)):
+        return False
+    path = {id(data)}
+    stack = [(id(data), iter(data.values() if isinstance(data, dict) else data))]
+    while stack:
+        if len(stack) > MAX_DEPTH:
+            return True
+        key, children = stack[-1]
+        for child in children:
+            if isinstance(child, (list, tuple, dict)) and id(child) not in path:
+                path.add(id(child))
+                stack.append((id(child), iter(child.values() if isinstance(child, dict) else child)))
+                break
+        else:
+            stack.pop()
+            path.discard(key)
+    return False
 
 
 def _dumps_any_int(data: Any) -> str:
@@ -134,7 +164,12 @@ def loads(text: str) -> Any:
     try:
         value = _decode(text)
     except json.JSONDecodeError as exc:
-        error = InvalidJSON(exc.msg, exc.doc, exc.pos)
+        # Past MAX_DEPTH, whether json reached the error or ran out of stack
+        # first depends on the caller's depth: call it too deep either way.
+        if too_deep(text[: exc.pos]):
+            error = InvalidJSON(TOO_DEEP, text, 0)
+        else:
+            error = InvalidJSON(exc.msg, exc.doc, exc.pos)
     except RecursionError:
         error = InvalidJSON(TOO_DEEP, text, 0)
     except ValueError as exc:  # e.g. an int longer than the digit limit

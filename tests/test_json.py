@@ -209,6 +209,47 @@ def test_json_codec_nesting_limit_is_fixed(impl: Any, stack: int) -> None:
     at_depth(stack, check)
 
 
+@pytest.mark.parametrize("name", ["json", "ujson", "orjson"])
+@pytest.mark.parametrize("stack", [0, 300], ids=["shallow-caller", "caller-300-frames-deep"])
+def test_too_deep_wins_over_other_errors_at_any_stack_depth(impl: Any, name: str, stack: int) -> None:
+    """Found by the fuzzer: deep data that is also bad must fail the same way whatever the caller's depth.
+
+    json reaches an unserialisable object (or a syntax error) past MAX_DEPTH
+    only when the caller's stack leaves it room; "too deep" is checked first.
+    """
+    codec = impl.module.make_json_codec(name)
+
+    def nested(depth: int, leaf: Any) -> Any:
+        value = leaf
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    def at_depth(frames: int, check: Any) -> None:
+        if frames:
+            return at_depth(frames - 1, check)
+        return check()
+
+    def check() -> None:
+        for deep_and_bad in (nested(600, object()), [object(), nested(600, 0)], {"a": nested(513, {1, 2})}):
+            with pytest.raises(ValueError, match=r"^Maximum nesting depth exceeded while encoding JSON$"):
+                codec.encode_text(deep_and_bad)
+        with pytest.raises(TypeError, match=r"^Object of type object is not JSON serializable$"):
+            codec.encode_text(nested(400, object()))
+        circular: list[Any] = []
+        circular.append(circular)
+        with pytest.raises(ValueError, match=r"^Circular reference detected$"):
+            codec.encode_text(nested(10, circular))
+        with pytest.raises(bocadillo_ws.InvalidJSON, match=r"^Maximum nesting depth exceeded") as deep:
+            codec.decode("[" * 600 + "x")
+        assert deep.value.close_code == 1007
+        with pytest.raises(bocadillo_ws.InvalidJSON, match=r"^Expecting value") as shallow:
+            codec.decode("[" * 400 + "x")
+        assert shallow.value.pos == 400
+
+    at_depth(stack, check)
+
+
 def test_moderate_nesting_works(codec: Any) -> None:
     data: Any = "leaf"
     for _ in range(200):
