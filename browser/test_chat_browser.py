@@ -84,13 +84,7 @@ def message(name: str, text: str) -> Entry:
 
 
 def console_errors(driver: Chrome) -> list[str]:
-    # The demo serves no /favicon.ico; Chromium logs the 404 of its automatic
-    # request as an error. That one is not the page's.
-    return [
-        entry["message"]
-        for entry in driver.get_log("browser")
-        if entry["level"] == "SEVERE" and not entry["message"].split(" ", 1)[0].endswith("/favicon.ico")
-    ]
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def test_two_users_see_each_others_messages(open_browser: Callable[[str], Chrome], chat_server: ChatServer) -> None:
