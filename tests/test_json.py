@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -180,31 +181,35 @@ def test_deep_nesting_is_value_error_on_send(codec: Any, depth: int) -> None:
     assert not isinstance(info.value, RecursionError)
 
 
+def nested(depth: int, leaf: Any) -> Any:
+    """``leaf`` inside ``depth`` lists."""
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def at_depth(frames: int, check: Callable[[], None]) -> None:
+    """``check()``, called ``frames`` Python frames deeper than here."""
+    if frames:
+        return at_depth(frames - 1, check)
+    return check()
+
+
 @pytest.mark.parametrize("stack", [0, 300], ids=["shallow-caller", "caller-300-frames-deep"])
 def test_json_codec_nesting_limit_is_fixed(impl: Any, stack: int) -> None:
     """json's own limit moves with the caller's stack; ours is MAX_DEPTH wherever json does the work."""
     codec = impl.module.make_json_codec("json")
     limit = 512
 
-    def nested(depth: int) -> Any:
-        value: Any = 0
-        for _ in range(depth):
-            value = [value]
-        return value
-
-    def at_depth(frames: int, check: Any) -> None:
-        if frames:
-            return at_depth(frames - 1, check)
-        return check()
-
     def check() -> None:
         document = "[" * limit + "]" * limit
         assert codec.decode(document) == json.loads(document)
-        assert codec.encode_text(nested(limit)) == "[" * limit + "0" + "]" * limit
+        assert codec.encode_text(nested(limit, 0)) == "[" * limit + "0" + "]" * limit
         with pytest.raises(bocadillo_ws.InvalidJSON, match="Maximum nesting depth exceeded"):
             codec.decode("[" * (limit + 1) + "]" * (limit + 1))
         with pytest.raises(ValueError, match="Maximum nesting depth exceeded while encoding JSON"):
-            codec.encode_text(nested(limit + 1))
+            codec.encode_text(nested(limit + 1, 0))
 
     at_depth(stack, check)
 
@@ -218,17 +223,6 @@ def test_too_deep_wins_over_other_errors_at_any_stack_depth(impl: Any, name: str
     only when the caller's stack leaves it room; "too deep" is checked first.
     """
     codec = impl.module.make_json_codec(name)
-
-    def nested(depth: int, leaf: Any) -> Any:
-        value = leaf
-        for _ in range(depth):
-            value = [value]
-        return value
-
-    def at_depth(frames: int, check: Any) -> None:
-        if frames:
-            return at_depth(frames - 1, check)
-        return check()
 
     def check() -> None:
         for deep_and_bad in (nested(600, object()), [object(), nested(600, 0)], {"a": nested(513, {1, 2})}):
