@@ -404,48 +404,65 @@ CLIENTS = {"picows": picows_connections, "websockets": websockets_connections}
 
 
 async def load(
-    client: str, url: str, server_pid: int, connections: int, window: int, warmup: float, duration: float
-) -> dict[str, Any]:
-    """Open the connections, start them, count echoes in [warmup, warmup + duration); the figures."""
-    tally = Tally()
-    tasks = await CLIENTS[client](url, connections, window, tally)
+    client: str, urls: list[str], server_pids: list[int], connections: int, window: int, warmup: float, duration: float
+) -> list[dict[str, Any]]:
+    """Open the connections to every server, start them, count echoes in [warmup, warmup + duration).
+
+    One result per server. With several servers (``--concurrent``) they are loaded at the same time,
+    ``connections`` each, through the same client; the client's CPU per message is over all of them.
+    """
+    tallies = [Tally() for _ in urls]
+    tasks: list[Any] = []
     try:
+        for url, tally in zip(urls, tallies):
+            tasks += await CLIENTS[client](url, connections, window, tally)
         start_at = time.perf_counter()
-        tally.window_start, tally.window_end = start_at + warmup, start_at + warmup + duration
-        await asyncio.sleep(tally.window_start - time.perf_counter())
-        wait0, own_wait0 = run_queue_seconds(server_pid), run_queue_seconds("self")
-        cpu0, own0, t0 = cpu_seconds(server_pid), cpu_seconds("self"), time.perf_counter()
-        await asyncio.sleep(tally.window_end - time.perf_counter())
-        cpu1, own1, t1 = cpu_seconds(server_pid), cpu_seconds("self"), time.perf_counter()
-        wait1, own_wait1 = run_queue_seconds(server_pid), run_queue_seconds("self")
+        for tally in tallies:
+            tally.window_start, tally.window_end = start_at + warmup, start_at + warmup + duration
+        await asyncio.sleep(start_at + warmup - time.perf_counter())
+        wait0, own_wait0 = [run_queue_seconds(pid) for pid in server_pids], run_queue_seconds("self")
+        cpu0, own0, t0 = [cpu_seconds(pid) for pid in server_pids], cpu_seconds("self"), time.perf_counter()
+        await asyncio.sleep(start_at + warmup + duration - time.perf_counter())
+        cpu1, own1, t1 = [cpu_seconds(pid) for pid in server_pids], cpu_seconds("self"), time.perf_counter()
+        wait1, own_wait1 = [run_queue_seconds(pid) for pid in server_pids], run_queue_seconds("self")
         await asyncio.wait_for(asyncio.gather(*tasks), 30)  # drain the last windows, close
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    counted = tally.counted
     elapsed = t1 - t0
-    latencies = sorted(tally.latencies)
-    server_cpu, client_cpu = cpu1 - cpu0, own1 - own0
-    return {
-        "client": client,
-        "messages": counted,
-        "seconds": elapsed,
-        "rate": counted / elapsed,
-        "p50_ms": 1e3 * latencies[len(latencies) // 2] if latencies else None,
-        "p99_ms": 1e3 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None,
-        "server_cpu_s": server_cpu,
-        "server_cpu_us_per_msg": 1e6 * server_cpu / counted if counted else None,
-        "server_cpu_pct": 100 * server_cpu / elapsed,
-        "server_wait_pct": _pct(wait0, wait1, elapsed),
-        "client_cpu_us_per_msg": 1e6 * client_cpu / counted if counted else None,
-        "client_cpu_pct": 100 * client_cpu / elapsed,
-        "client_wait_pct": _pct(own_wait0, own_wait1, elapsed),
-    }
+    client_cpu = own1 - own0
+    total = sum(tally.counted for tally in tallies)
+    results = []
+    for i, tally in enumerate(tallies):
+        counted = tally.counted
+        latencies = sorted(tally.latencies)
+        server_cpu = cpu1[i] - cpu0[i]
+        results.append(
+            {
+                "client": client,
+                "servers_at_once": len(urls),
+                "messages": counted,
+                "seconds": elapsed,
+                "rate": counted / elapsed,
+                "p50_ms": 1e3 * latencies[len(latencies) // 2] if latencies else None,
+                "p99_ms": 1e3 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None,
+                "server_cpu_s": server_cpu,
+                "server_cpu_us_per_msg": 1e6 * server_cpu / counted if counted else None,
+                "server_cpu_pct": 100 * server_cpu / elapsed,
+                "server_wait_pct": _pct(wait0[i], wait1[i], elapsed),
+                "client_cpu_us_per_msg": 1e6 * client_cpu / total if total else None,
+                "client_cpu_pct": 100 * client_cpu / elapsed,
+                "client_wait_pct": _pct(own_wait0, own_wait1, elapsed),
+            }
+        )
+    return results
 
 
 def run_client(args: argparse.Namespace) -> None:
-    coro = load(args.client, args.url, args.server_pid, args.connections, args.window, args.warmup, args.duration)
+    urls = args.url.split(",")
+    pids = [int(pid) for pid in args.server_pid.split(",")]
+    coro = load(args.client, urls, pids, args.connections, args.window, args.warmup, args.duration)
     try:
         import uvloop
     except ImportError:
@@ -495,36 +512,41 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(STOP_TIMEOUT)
 
 
-def run_one(
-    app: str, ws: str, loop: str, opts: argparse.Namespace, cpus: tuple[int | None, int | None]
-) -> dict[str, Any]:
-    """One server, one load client, both stopped before returning."""
-    env = dict(os.environ)
-    env.pop("BOCADILLO_WS_NO_EXTENSIONS", None)
-    if app == "pure":
-        env["BOCADILLO_WS_NO_EXTENSIONS"] = "1"
+def run_group(
+    apps: list[str], ws: str, loop: str, opts: argparse.Namespace, cpus: tuple[int | None, int | None]
+) -> list[dict[str, Any]]:
+    """One server per app (all at once, on the same CPU), one load client; all stopped before returning."""
     python = [sys.executable, "-E", str(SCRIPT)]
-    # The server's stderr goes to a file: a pipe nobody reads could fill up and block it.
-    with tempfile.TemporaryFile("w+") as log:
-        server = subprocess.Popen(
-            [*python, "--serve", app, "--ws", ws, "--loops", loop],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
+    servers: list[subprocess.Popen[str]] = []
+    with contextlib.ExitStack() as stack:
         try:
-            _pin(server.pid, cpus[0])
-            port = _wait_ready(server, log)
+            ports = []
+            for app in apps:
+                env = dict(os.environ)
+                env.pop("BOCADILLO_WS_NO_EXTENSIONS", None)
+                if app == "pure":
+                    env["BOCADILLO_WS_NO_EXTENSIONS"] = "1"
+                # The server's stderr goes to a file: a pipe nobody reads could fill up and block it.
+                log = stack.enter_context(tempfile.TemporaryFile("w+"))
+                server = subprocess.Popen(
+                    [*python, "--serve", app, "--ws", ws, "--loops", loop],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                )
+                servers.append(server)
+                _pin(server.pid, cpus[0])
+                ports.append(_wait_ready(server, log))
             client = subprocess.Popen(
                 [
                     *python,
                     "--load",
-                    f"ws://127.0.0.1:{port}/echo",
+                    ",".join(f"ws://127.0.0.1:{port}/echo" for port in ports),
                     "--client",
                     opts.client,
                     "--server-pid",
-                    str(server.pid),
+                    ",".join(str(server.pid) for server in servers),
                     "--connections",
                     str(opts.connections),
                     "--window",
@@ -550,9 +572,10 @@ def run_one(
                 raise RuntimeError(f"load client failed: {last}")
             return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
         finally:
-            _stop(server)
-            if server.stdout:
-                server.stdout.close()
+            for server in servers:
+                _stop(server)
+                if server.stdout:
+                    server.stdout.close()
 
 
 def _busy(res: dict[str, Any], who: str) -> str:
@@ -663,11 +686,17 @@ def main(argv: list[str] | None = None) -> int:
         default="picows",
         help="load client library (default picows: under half the CPU per message of websockets)",
     )
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="run the apps' servers at the same time on the same CPU, one client loading all of them "
+        "(noise from other processes then hits every app alike)",
+    )
     parser.add_argument("--json", metavar="OUT", help="write the raw results here")
     # internal roles: the same script is the server and the load client
     parser.add_argument("--serve", choices=APPS, help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="URL", dest="url", help=argparse.SUPPRESS)
-    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.serve:
@@ -707,33 +736,38 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[dict[str, Any]] = []
     failures = 0
-    total = len(ws_list) * len(loops) * rounds * len(apps)
+    total = len(ws_list) * len(loops) * rounds * (1 if args.concurrent else len(apps))
+    at_once = f"{len(apps)} servers at once, " if args.concurrent else ""
     print(
-        f"bench_e2e: {total} runs of ~{args.warmup + args.duration:g} s, {args.client} client, {args.connections} "
-        f"connections x {args.window} in flight, server CPU {cpus[0]}, client CPU {cpus[1]}",
+        f"bench_e2e: {total} runs of ~{args.warmup + args.duration:g} s, {at_once}{args.client} client, "
+        f"{args.connections} connections x {args.window} in flight per server, server CPU {cpus[0]}, "
+        f"client CPU {cpus[1]}",
         file=sys.stderr,
     )
     for ws in ws_list:
         for loop in loops:
             for r in range(rounds):
                 shift = r % len(apps)
-                for app in apps[shift:] + apps[:shift]:  # rotate the order each round
-                    entry: dict[str, Any] = {"ws": ws, "loop": loop, "app": app, "round": r}
+                order = apps[shift:] + apps[:shift]  # rotate the order each round
+                groups = [order] if args.concurrent else [[app] for app in order]
+                for group in groups:
+                    entries: list[dict[str, Any]] = [{"ws": ws, "loop": loop, "app": app, "round": r} for app in group]
                     try:
-                        entry["result"] = run_one(app, ws, loop, args, cpus)
-                        res = entry["result"]
-                        print(
-                            f"  {ws:18} {loop:8} {app:10} {res['rate']:9,.0f} msg/s  p50 {res['p50_ms']:6.2f} ms  "
-                            f"p99 {res['p99_ms']:6.2f} ms  server {res['server_cpu_us_per_msg']:5.1f} µs CPU/msg "
-                            f"({_busy(res, 'server')}), client {res['client_cpu_us_per_msg']:5.1f} µs CPU/msg "
-                            f"({_busy(res, 'client')})",
-                            file=sys.stderr,
-                        )
+                        for entry, res in zip(entries, run_group(group, ws, loop, args, cpus)):
+                            entry["result"] = res
+                            print(
+                                f"  {ws:18} {loop:8} {entry['app']:10} {res['rate']:9,.0f} msg/s  "
+                                f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:6.2f} ms  "
+                                f"server {res['server_cpu_us_per_msg']:5.1f} µs CPU/msg ({_busy(res, 'server')}), "
+                                f"client {res['client_cpu_us_per_msg']:5.1f} µs CPU/msg ({_busy(res, 'client')})",
+                                file=sys.stderr,
+                            )
                     except Exception as exc:  # one broken run must not hide the others
                         failures += 1
-                        entry["error"] = str(exc)
-                        print(f"  {ws:18} {loop:8} {app:10} FAILED: {exc}", file=sys.stderr)
-                    runs.append(entry)
+                        for entry in entries:
+                            entry["error"] = str(exc)
+                        print(f"  {ws:18} {loop:8} {','.join(group):10} FAILED: {exc}", file=sys.stderr)
+                    runs += entries
     raw = {
         "bench": "e2e",
         "machine": common.machine_info(),
@@ -741,6 +775,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "rounds": rounds,
             "client": args.client,
+            "concurrent": args.concurrent,
             "connections": args.connections,
             "window": args.window,
             "warmup_s": args.warmup,
