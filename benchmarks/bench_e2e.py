@@ -598,6 +598,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "server_cpu_pct": {},
             "server_wait_pct": {},
             "client_cpu_pct": {},
+            "client_wait_pct": {},
             "client_cpu_us_per_msg": {},
         }
         for app in dict.fromkeys(r["app"] for r in runs):
@@ -609,17 +610,18 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["p99_ms"][app] = median(x["p99_ms"] for x in ok)
             row["cpu_us_per_msg"][app] = median(x["server_cpu_us_per_msg"] for x in ok)
             row["server_cpu_pct"][app] = median(x["server_cpu_pct"] for x in ok)
-            if all(x.get("server_wait_pct") is not None for x in ok):
-                row["server_wait_pct"][app] = median(x["server_wait_pct"] for x in ok)
             row["client_cpu_pct"][app] = median(x["client_cpu_pct"] for x in ok)
+            for who in ("server", "client"):
+                if all(x.get(f"{who}_wait_pct") is not None for x in ok):
+                    row[f"{who}_wait_pct"][app] = median(x[f"{who}_wait_pct"] for x in ok)
             if all(x.get("client_cpu_us_per_msg") for x in ok):  # absent from results made before it was
                 row["client_cpu_us_per_msg"][app] = median(x["client_cpu_us_per_msg"] for x in ok)
         summary.append(row)
     return summary
 
 
-def _cpu_cell(row: dict[str, Any], app: str) -> str:
-    cpu, wait = row.get("server_cpu_pct", {}).get(app), row.get("server_wait_pct", {}).get(app)
+def _cpu_cell(row: dict[str, Any], app: str, who: str) -> str:
+    cpu, wait = row.get(f"{who}_cpu_pct", {}).get(app), row.get(f"{who}_wait_pct", {}).get(app)
     if cpu is None:
         return "—"
     return f"{cpu:.0f}" + ("" if wait is None else f" (+{wait:.0f})")
@@ -637,7 +639,7 @@ def table_rows(raw: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "server µs CPU/msg",
         "server CPU % (+ waiting)",
         "client µs CPU/msg",
-        "client CPU %",
+        "client CPU % (+ waiting)",
         "msgs/s vs Starlette",
         "msgs/s vs raw",
         "CPU/msg: Starlette ÷ this",
@@ -656,9 +658,9 @@ def table_rows(raw: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     f"{row['p50_ms'][app]:.2f}",
                     f"{row['p99_ms'][app]:.2f}",
                     f"{cpu:.1f}",
-                    _cpu_cell(row, app),
+                    _cpu_cell(row, app, "server"),
                     f"{row['client_cpu_us_per_msg'][app]:.1f}" if app in row.get("client_cpu_us_per_msg", {}) else "—",
-                    f"{row['client_cpu_pct'][app]:.0f}",
+                    _cpu_cell(row, app, "client"),
                     common.fmt_ratio(rate / star if star else None),
                     common.fmt_ratio(rate / rw if rw else None),
                     common.fmt_ratio(star_cpu / cpu if star_cpu and cpu else None),
