@@ -181,6 +181,7 @@ BENCH_PACKAGES = (
     "uvicorn",
     "uvloop",
     "websockets",
+    "picows",
     "wsproto",
 )
 

@@ -13,15 +13,19 @@ in a subprocess on 127.0.0.1 (a random free port), serving one of:
   (``BOCADILLO_WS_NO_EXTENSIONS=1``) or the compiled one; the server
   asserts ``BACKEND``.
 
-A load client (another subprocess, the ``websockets`` library, uvloop when
-installed) opens many connections, each keeping a window of messages in
-flight; every message carries a sequence number and a send timestamp, and
-every echo is checked (same document, in order). After a warm-up it
-counts echoes for a fixed time: messages/s and p50/p99 round-trip latency.
-With 2+ CPUs, server and client are pinned to different CPUs. The client
-may still be the bottleneck, so the server's CPU time per message
-(utime+stime from /proc, read by the client at the window's edges) is
-reported too: that figure holds even when the client saturates.
+A load client (another subprocess, uvloop when installed; ``--client
+picows``, the default, or ``--client websockets``) opens many connections,
+each keeping a window of messages in flight; every message carries a
+sequence number and a send timestamp, and every echo is checked (same
+document, in order). After a warm-up it counts echoes for a fixed time:
+messages/s and p50/p99 round-trip latency. With 2+ CPUs, server and client
+are pinned to different CPUs. The server's and the client's CPU time per
+message (utime+stime from /proc, read by the client at the window's edges)
+are reported too, with the share of the window each spent waiting for its
+CPU (/proc/<pid>/schedstat: other processes on it). picows (Cython, one
+callback per echo frame) costs the client about a third of the server's CPU
+per message, so the server is the bottleneck; the ``websockets`` client
+costs about as much as the server and often limits messages/s itself.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, cast
 
 import _common as common
 
@@ -158,115 +162,313 @@ def cpu_seconds(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def run_queue_seconds(pid: int | str) -> float | None:
+    """Time the (main thread of the) process spent runnable but waiting for a CPU, from /proc/<pid>/schedstat.
+
+    Other processes on the same CPU show up here: it is how busy the machine was, not the process.
+    """
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):  # a kernel without schedstats
+        return None
+
+
+def _pct(a: float | None, b: float | None, elapsed: float) -> float | None:
+    return None if a is None or b is None else 100 * (b - a) / elapsed
+
+
 class EchoError(Exception):
     pass
 
 
-async def load(
-    url: str, server_pid: int, connections: int, window: int, warmup: float, duration: float
-) -> dict[str, Any]:
+class Tally:
+    """What every connection adds to: echoes counted in the window and their round trips."""
+
+    __slots__ = ("counted", "latencies", "window_end", "window_start")
+
+    def __init__(self) -> None:
+        # Nothing counts, and sending goes on, until the run's window is set.
+        self.window_start = self.window_end = float("inf")
+        self.counted = 0
+        self.latencies: list[float] = []
+
+
+def client_json() -> tuple[Callable[[Any], bytes], Callable[[Any], Any]]:
+    """``dumps`` (to UTF-8 bytes) and ``loads`` for the client's own JSON: orjson when installed."""
+    try:
+        import orjson  # the client's work is not what is measured: keep it cheap
+
+        return orjson.dumps, orjson.loads
+    except ImportError:
+
+        def dumps(obj: Any) -> bytes:
+            return common.dumps_compact(obj).encode()
+
+        return dumps, json.loads
+
+
+def check_echo(conn_id: int, expected_seq: int, reply: bytes | str, sent: bytes, loads: Callable[[Any], Any]) -> None:
+    """The slow path, when the echo is not byte-for-byte what was sent: same document, same sequence number."""
+    echo = loads(reply)
+    if echo == loads(sent):
+        return
+    got = echo.get("id") if isinstance(echo, dict) else None
+    if got != expected_seq:
+        raise EchoError(f"connection {conn_id}: expected #{expected_seq}, got #{got} (lost or out of order)")
+    raise EchoError(f"connection {conn_id}: echo of #{expected_seq} differs: {reply[:80]!r}")
+
+
+async def websockets_connections(url: str, connections: int, window: int, tally: Tally) -> list[Any]:
+    """The ``websockets`` library's asyncio client: one task per connection, one ``await`` per message.
+
+    Returns, once every connection is open, one task per connection that
+    finishes when its last echo is in (after ``tally.window_end``).
+    """
     from websockets.asyncio.client import connect
 
-    dumps: Callable[[Any], str]
-    loads: Callable[[Any], Any]
-    try:
-        import orjson  # the client's own JSON work is not what is measured: keep it cheap
-
-        def orjson_dumps(obj: Any) -> str:
-            return orjson.dumps(obj).decode()
-
-        dumps, loads = orjson_dumps, orjson.loads
-    except ImportError:
-        dumps, loads = common.dumps_compact, json.loads
-
+    dumps, loads = client_json()
     options: dict[str, Any] = {"ping_interval": None, "compression": None, "open_timeout": 10, "close_timeout": 2}
     if "proxy" in inspect.signature(connect).parameters:  # websockets >= 15
         options["proxy"] = None
     template = common.chat_message()
-    latencies: list[float] = []
-    counted = 0
-    window_start = window_end = 0.0
+    go = asyncio.Event()
 
-    async def one(conn_id: int, ready: asyncio.Event, go: asyncio.Event) -> None:
-        nonlocal counted
+    async def one(conn_id: int, ready: asyncio.Event) -> None:
         try:
             ws = await connect(url, **options)
         finally:
             ready.set()  # failed or not: nobody waits on a dead connection
         async with ws:
             await go.wait()
-            in_flight: deque[tuple[int, str]] = deque()
+            in_flight: deque[tuple[int, bytes, float]] = deque()
             seq = 0
 
             async def send_one() -> None:
                 nonlocal seq
-                message = dict(template, id=seq, user=f"u{conn_id}", ts=time.perf_counter())
-                text = dumps(message)
-                in_flight.append((seq, text))
+                ts = time.perf_counter()
+                data = dumps(dict(template, id=seq, user=f"u{conn_id}", ts=ts))
+                in_flight.append((seq, data, ts))
                 seq += 1
-                await ws.send(text)
+                await ws.send(data, text=True)
 
             for _ in range(window):
                 await send_one()
             while in_flight:
-                reply = await ws.recv()
+                reply = await ws.recv(decode=False)
                 now = time.perf_counter()
-                expected_seq, sent = in_flight.popleft()
-                echo = loads(reply)
-                if reply != sent and echo != loads(sent):
-                    raise EchoError(f"connection {conn_id}: echo of #{expected_seq} differs: {reply[:80]!r}")
-                if echo["id"] != expected_seq:
-                    raise EchoError(f"connection {conn_id}: expected #{expected_seq}, got #{echo['id']} (out of order)")
-                if window_start <= now < window_end:
-                    counted += 1
-                    latencies.append(now - echo["ts"])
-                if now < window_end:
+                expected_seq, sent, sent_at = in_flight.popleft()
+                if reply != sent:
+                    check_echo(conn_id, expected_seq, reply, sent, loads)
+                if tally.window_start <= now < tally.window_end:
+                    tally.counted += 1
+                    tally.latencies.append(now - sent_at)
+                if now < tally.window_end:
                     await send_one()
 
     readies = [asyncio.Event() for _ in range(connections)]
-    go = asyncio.Event()
-    tasks = [asyncio.ensure_future(one(i, readies[i], go)) for i in range(connections)]
+    tasks = [asyncio.ensure_future(one(i, readies[i])) for i in range(connections)]
     try:
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 20)  # every connection open
         for task in tasks:
             if task.done():
                 task.result()  # a connection that failed to open: fail now, not after the run
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    go.set()
+    return tasks
+
+
+async def picows_connections(url: str, connections: int, window: int, tally: Tally) -> list[Any]:
+    """picows (Cython): no task and no ``await`` per message, a callback per echo frame.
+
+    Each echo is checked and answered by the next message inside the frame
+    callback. Returns, once every connection is open and its first window
+    sent, one future per connection: done when its last echo is in (after
+    ``tally.window_end``), failed with ``EchoError`` on any bad echo or an
+    early disconnect.
+    """
+    from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+    dumps, loads = client_json()
+    template = common.chat_message()
+    loop = asyncio.get_running_loop()
+    perf_counter = time.perf_counter
+    TEXT, CONTINUATION, CLOSE = WSMsgType.TEXT, WSMsgType.CONTINUATION, WSMsgType.CLOSE
+
+    class EchoListener(WSListener):
+        def __init__(self, conn_id: int) -> None:
+            super().__init__()
+            self.conn_id = conn_id
+            self.user = f"u{conn_id}"
+            self.seq = 0
+            self.in_flight: deque[tuple[int, bytes, float]] = deque()
+            self.fragments: list[bytes] | None = None
+            self.done: asyncio.Future[None] = loop.create_future()
+            self.transport: WSTransport | None = None
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            self.transport = transport
+
+        def send_one(self) -> None:
+            ts = perf_counter()
+            data = dumps(dict(template, id=self.seq, user=self.user, ts=ts))
+            self.in_flight.append((self.seq, data, ts))
+            self.seq += 1
+            self.transport.send(TEXT, data)  # type: ignore[union-attr]
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if self.done.done():
+                return
+            try:
+                self.on_frame(frame)
+            except Exception as exc:  # kept for the run to raise; picows would only log it
+                self.done.set_exception(exc)
+
+        def on_frame(self, frame: WSFrame) -> None:
+            now = perf_counter()
+            kind = frame.msg_type
+            if kind is CLOSE:
+                raise EchoError(f"connection {self.conn_id}: the server closed it ({frame.get_close_code()})")
+            if kind is TEXT and frame.fin and self.fragments is None:
+                reply = frame.get_payload_as_bytes()
+            elif (kind is TEXT and self.fragments is None) or (kind is CONTINUATION and self.fragments is not None):
+                # A fragmented message (the servers here send small ones whole): gather it, then check it.
+                self.fragments = self.fragments or []
+                self.fragments.append(frame.get_payload_as_bytes())
+                if not frame.fin:
+                    return
+                reply, self.fragments = b"".join(self.fragments), None
+            elif kind is WSMsgType.PONG:
+                return
+            else:
+                raise EchoError(f"connection {self.conn_id}: unexpected {kind.name} frame")
+            if not self.in_flight:
+                raise EchoError(f"connection {self.conn_id}: an echo of nothing sent: {reply[:80]!r}")
+            expected_seq, sent, sent_at = self.in_flight.popleft()
+            if reply != sent:
+                check_echo(self.conn_id, expected_seq, reply, sent, loads)
+            if tally.window_start <= now < tally.window_end:
+                tally.counted += 1
+                tally.latencies.append(now - sent_at)
+            if now < tally.window_end:
+                self.send_one()
+            elif not self.in_flight:
+                self.done.set_result(None)
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            if not self.done.done():
+                self.done.set_exception(EchoError(f"connection {self.conn_id}: closed before the run ended"))
+
+    opened = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                ws_connect(lambda i=i: EchoListener(i), url, websocket_handshake_timeout=10, enable_auto_ping=False)
+                for i in range(connections)
+            ),
+            return_exceptions=True,
+        ),
+        20,
+    )
+    ok = [o for o in opened if not isinstance(o, BaseException)]
+    listeners = [cast(EchoListener, listener) for _, listener in ok]  # what the factory made
+    failed = [o for o in opened if isinstance(o, BaseException)]
+    if failed:  # close the ones that opened, then fail now rather than after the run
+        for transport, _ in ok:
+            transport.send_close(WSCloseCode.OK)
+            transport.disconnect()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*(t.wait_disconnected() for t, _ in ok)), 5)
+        raise failed[0]
+    for listener in listeners:
+        for _ in range(window):
+            listener.send_one()
+
+    async def finish(listener: EchoListener) -> None:
+        try:
+            await listener.done
+        finally:
+            transport = listener.transport
+            assert transport is not None
+            transport.send_close(WSCloseCode.OK)
+            transport.disconnect()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(transport.wait_disconnected(), 5)
+
+    return [asyncio.ensure_future(finish(listener)) for listener in listeners]
+
+
+CLIENTS = {"picows": picows_connections, "websockets": websockets_connections}
+
+
+async def load(
+    client: str, urls: list[str], server_pids: list[int], connections: int, window: int, warmup: float, duration: float
+) -> list[dict[str, Any]]:
+    """Open the connections to every server, start them, count echoes in [warmup, warmup + duration).
+
+    One result per server. With several servers (``--concurrent``) they are loaded at the same time,
+    ``connections`` each, through the same client; the client's CPU per message is over all of them.
+    """
+    tallies = [Tally() for _ in urls]
+    tasks: list[Any] = []
+    try:
+        for url, tally in zip(urls, tallies):
+            tasks += await CLIENTS[client](url, connections, window, tally)
         start_at = time.perf_counter()
-        window_start, window_end = start_at + warmup, start_at + warmup + duration
-        go.set()
-        await asyncio.sleep(window_start - time.perf_counter())
-        cpu0, own0, t0 = cpu_seconds(server_pid), cpu_seconds("self"), time.perf_counter()
-        await asyncio.sleep(window_end - time.perf_counter())
-        cpu1, own1, t1 = cpu_seconds(server_pid), cpu_seconds("self"), time.perf_counter()
+        for tally in tallies:
+            tally.window_start, tally.window_end = start_at + warmup, start_at + warmup + duration
+        await asyncio.sleep(start_at + warmup - time.perf_counter())
+        wait0, own_wait0 = [run_queue_seconds(pid) for pid in server_pids], run_queue_seconds("self")
+        cpu0, own0, t0 = [cpu_seconds(pid) for pid in server_pids], cpu_seconds("self"), time.perf_counter()
+        await asyncio.sleep(start_at + warmup + duration - time.perf_counter())
+        cpu1, own1, t1 = [cpu_seconds(pid) for pid in server_pids], cpu_seconds("self"), time.perf_counter()
+        wait1, own_wait1 = [run_queue_seconds(pid) for pid in server_pids], run_queue_seconds("self")
         await asyncio.wait_for(asyncio.gather(*tasks), 30)  # drain the last windows, close
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = t1 - t0
-    latencies.sort()
-    server_cpu = cpu1 - cpu0
-    return {
-        "messages": counted,
-        "seconds": elapsed,
-        "rate": counted / elapsed,
-        "p50_ms": 1e3 * latencies[len(latencies) // 2] if latencies else None,
-        "p99_ms": 1e3 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None,
-        "server_cpu_s": server_cpu,
-        "server_cpu_us_per_msg": 1e6 * server_cpu / counted if counted else None,
-        "server_cpu_pct": 100 * server_cpu / elapsed,
-        "client_cpu_pct": 100 * (own1 - own0) / elapsed,
-    }
+    client_cpu = own1 - own0
+    total = sum(tally.counted for tally in tallies)
+    results = []
+    for i, tally in enumerate(tallies):
+        counted = tally.counted
+        latencies = sorted(tally.latencies)
+        server_cpu = cpu1[i] - cpu0[i]
+        results.append(
+            {
+                "client": client,
+                "servers_at_once": len(urls),
+                "messages": counted,
+                "seconds": elapsed,
+                "rate": counted / elapsed,
+                "p50_ms": 1e3 * latencies[len(latencies) // 2] if latencies else None,
+                "p99_ms": 1e3 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None,
+                "server_cpu_s": server_cpu,
+                "server_cpu_us_per_msg": 1e6 * server_cpu / counted if counted else None,
+                "server_cpu_pct": 100 * server_cpu / elapsed,
+                "server_wait_pct": _pct(wait0[i], wait1[i], elapsed),
+                "client_cpu_us_per_msg": 1e6 * client_cpu / total if total else None,
+                "client_cpu_pct": 100 * client_cpu / elapsed,
+                "client_wait_pct": _pct(own_wait0, own_wait1, elapsed),
+            }
+        )
+    return results
 
 
 def run_client(args: argparse.Namespace) -> None:
-    coro = load(args.url, args.server_pid, args.connections, args.window, args.warmup, args.duration)
+    urls = args.url.split(",")
+    pids = [int(pid) for pid in args.server_pid.split(",")]
+    coro = load(args.client, urls, pids, args.connections, args.window, args.warmup, args.duration)
     try:
         import uvloop
-
-        result = uvloop.run(coro)
     except ImportError:
         result = asyncio.run(coro)
+    else:
+        result = uvloop.run(coro)
     print(json.dumps(result), flush=True)
 
 
@@ -310,34 +512,41 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(STOP_TIMEOUT)
 
 
-def run_one(
-    app: str, ws: str, loop: str, opts: argparse.Namespace, cpus: tuple[int | None, int | None]
-) -> dict[str, Any]:
-    """One server, one load client, both stopped before returning."""
-    env = dict(os.environ)
-    env.pop("BOCADILLO_WS_NO_EXTENSIONS", None)
-    if app == "pure":
-        env["BOCADILLO_WS_NO_EXTENSIONS"] = "1"
+def run_group(
+    apps: list[str], ws: str, loop: str, opts: argparse.Namespace, cpus: tuple[int | None, int | None]
+) -> list[dict[str, Any]]:
+    """One server per app (all at once, on the same CPU), one load client; all stopped before returning."""
     python = [sys.executable, "-E", str(SCRIPT)]
-    # The server's stderr goes to a file: a pipe nobody reads could fill up and block it.
-    with tempfile.TemporaryFile("w+") as log:
-        server = subprocess.Popen(
-            [*python, "--serve", app, "--ws", ws, "--loops", loop],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
+    servers: list[subprocess.Popen[str]] = []
+    with contextlib.ExitStack() as stack:
         try:
-            _pin(server.pid, cpus[0])
-            port = _wait_ready(server, log)
+            ports = []
+            for app in apps:
+                env = dict(os.environ)
+                env.pop("BOCADILLO_WS_NO_EXTENSIONS", None)
+                if app == "pure":
+                    env["BOCADILLO_WS_NO_EXTENSIONS"] = "1"
+                # The server's stderr goes to a file: a pipe nobody reads could fill up and block it.
+                log = stack.enter_context(tempfile.TemporaryFile("w+"))
+                server = subprocess.Popen(
+                    [*python, "--serve", app, "--ws", ws, "--loops", loop],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                )
+                servers.append(server)
+                _pin(server.pid, cpus[0])
+                ports.append(_wait_ready(server, log))
             client = subprocess.Popen(
                 [
                     *python,
                     "--load",
-                    f"ws://127.0.0.1:{port}/echo",
+                    ",".join(f"ws://127.0.0.1:{port}/echo" for port in ports),
+                    "--client",
+                    opts.client,
                     "--server-pid",
-                    str(server.pid),
+                    ",".join(str(server.pid) for server in servers),
                     "--connections",
                     str(opts.connections),
                     "--window",
@@ -363,9 +572,16 @@ def run_one(
                 raise RuntimeError(f"load client failed: {last}")
             return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
         finally:
-            _stop(server)
-            if server.stdout:
-                server.stdout.close()
+            for server in servers:
+                _stop(server)
+                if server.stdout:
+                    server.stdout.close()
+
+
+def _busy(res: dict[str, Any], who: str) -> str:
+    """``"44% CPU + 50% waiting"``: the second part is time it could have run but another process had its CPU."""
+    wait = res.get(f"{who}_wait_pct")
+    return f"{res[f'{who}_cpu_pct']:.0f}% CPU" + ("" if wait is None else f" + {wait:.0f}% waiting")
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -379,7 +595,11 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "p50_ms": {},
             "p99_ms": {},
             "cpu_us_per_msg": {},
+            "server_cpu_pct": {},
+            "server_wait_pct": {},
             "client_cpu_pct": {},
+            "client_wait_pct": {},
+            "client_cpu_us_per_msg": {},
         }
         for app in dict.fromkeys(r["app"] for r in runs):
             ok = [r["result"] for r in runs if (r["ws"], r["loop"], r["app"]) == (ws, loop, app) and "result" in r]
@@ -389,9 +609,22 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["p50_ms"][app] = median(x["p50_ms"] for x in ok)
             row["p99_ms"][app] = median(x["p99_ms"] for x in ok)
             row["cpu_us_per_msg"][app] = median(x["server_cpu_us_per_msg"] for x in ok)
+            row["server_cpu_pct"][app] = median(x["server_cpu_pct"] for x in ok)
             row["client_cpu_pct"][app] = median(x["client_cpu_pct"] for x in ok)
+            for who in ("server", "client"):
+                if all(x.get(f"{who}_wait_pct") is not None for x in ok):
+                    row[f"{who}_wait_pct"][app] = median(x[f"{who}_wait_pct"] for x in ok)
+            if all(x.get("client_cpu_us_per_msg") for x in ok):  # absent from results made before it was
+                row["client_cpu_us_per_msg"][app] = median(x["client_cpu_us_per_msg"] for x in ok)
         summary.append(row)
     return summary
+
+
+def _cpu_cell(row: dict[str, Any], app: str, who: str) -> str:
+    cpu, wait = row.get(f"{who}_cpu_pct", {}).get(app), row.get(f"{who}_wait_pct", {}).get(app)
+    if cpu is None:
+        return "—"
+    return f"{cpu:.0f}" + ("" if wait is None else f" (+{wait:.0f})")
 
 
 def table_rows(raw: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -404,7 +637,9 @@ def table_rows(raw: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "p50 ms",
         "p99 ms",
         "server µs CPU/msg",
-        "client CPU %",
+        "server CPU % (+ waiting)",
+        "client µs CPU/msg",
+        "client CPU % (+ waiting)",
         "msgs/s vs Starlette",
         "msgs/s vs raw",
         "CPU/msg: Starlette ÷ this",
@@ -423,7 +658,9 @@ def table_rows(raw: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     f"{row['p50_ms'][app]:.2f}",
                     f"{row['p99_ms'][app]:.2f}",
                     f"{cpu:.1f}",
-                    f"{row['client_cpu_pct'][app]:.0f}",
+                    _cpu_cell(row, app, "server"),
+                    f"{row['client_cpu_us_per_msg'][app]:.1f}" if app in row.get("client_cpu_us_per_msg", {}) else "—",
+                    _cpu_cell(row, app, "client"),
                     common.fmt_ratio(rate / star if star else None),
                     common.fmt_ratio(rate / rw if rw else None),
                     common.fmt_ratio(star_cpu / cpu if star_cpu and cpu else None),
@@ -445,11 +682,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, help="messages in flight per connection (default 16)")
     parser.add_argument("--warmup", type=float, help="seconds before counting (default 0.5)")
     parser.add_argument("--duration", type=float, help="seconds counted per run (default 2.5)")
+    parser.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="picows",
+        help="load client library (default picows: under half the CPU per message of websockets)",
+    )
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="run the apps' servers at the same time on the same CPU, one client loading all of them "
+        "(noise from other processes then hits every app alike)",
+    )
     parser.add_argument("--json", metavar="OUT", help="write the raw results here")
     # internal roles: the same script is the server and the load client
     parser.add_argument("--serve", choices=APPS, help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="URL", dest="url", help=argparse.SUPPRESS)
-    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.serve:
@@ -480,43 +729,55 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("uvloop not installed: skipping --loop uvloop", file=sys.stderr)
             loops.remove("uvloop")
+    try:
+        __import__(args.client)  # fail before starting any server
+    except ImportError:
+        parser.error(f"--client {args.client}: the {args.client!r} package is not installed")
     usable = sorted(os.sched_getaffinity(0))
     cpus: tuple[int | None, int | None] = (usable[0], usable[1]) if len(usable) >= 2 else (None, None)
 
     runs: list[dict[str, Any]] = []
     failures = 0
-    total = len(ws_list) * len(loops) * rounds * len(apps)
+    total = len(ws_list) * len(loops) * rounds * (1 if args.concurrent else len(apps))
+    at_once = f"{len(apps)} servers at once, " if args.concurrent else ""
     print(
-        f"bench_e2e: {total} runs of ~{args.warmup + args.duration:g} s, {args.connections} connections x "
-        f"{args.window} in flight, server CPU {cpus[0]}, client CPU {cpus[1]}",
+        f"bench_e2e: {total} runs of ~{args.warmup + args.duration:g} s, {at_once}{args.client} client, "
+        f"{args.connections} connections x {args.window} in flight per server, server CPU {cpus[0]}, "
+        f"client CPU {cpus[1]}",
         file=sys.stderr,
     )
     for ws in ws_list:
         for loop in loops:
             for r in range(rounds):
                 shift = r % len(apps)
-                for app in apps[shift:] + apps[:shift]:  # rotate the order each round
-                    entry: dict[str, Any] = {"ws": ws, "loop": loop, "app": app, "round": r}
+                order = apps[shift:] + apps[:shift]  # rotate the order each round
+                groups = [order] if args.concurrent else [[app] for app in order]
+                for group in groups:
+                    entries: list[dict[str, Any]] = [{"ws": ws, "loop": loop, "app": app, "round": r} for app in group]
                     try:
-                        entry["result"] = run_one(app, ws, loop, args, cpus)
-                        res = entry["result"]
-                        print(
-                            f"  {ws:18} {loop:8} {app:10} {res['rate']:9,.0f} msg/s  p50 {res['p50_ms']:6.2f} ms  "
-                            f"p99 {res['p99_ms']:6.2f} ms  server {res['server_cpu_us_per_msg']:6.1f} µs CPU/msg "
-                            f"({res['server_cpu_pct']:.0f}%), client CPU {res['client_cpu_pct']:.0f}%",
-                            file=sys.stderr,
-                        )
+                        for entry, res in zip(entries, run_group(group, ws, loop, args, cpus)):
+                            entry["result"] = res
+                            print(
+                                f"  {ws:18} {loop:8} {entry['app']:10} {res['rate']:9,.0f} msg/s  "
+                                f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:6.2f} ms  "
+                                f"server {res['server_cpu_us_per_msg']:5.1f} µs CPU/msg ({_busy(res, 'server')}), "
+                                f"client {res['client_cpu_us_per_msg']:5.1f} µs CPU/msg ({_busy(res, 'client')})",
+                                file=sys.stderr,
+                            )
                     except Exception as exc:  # one broken run must not hide the others
                         failures += 1
-                        entry["error"] = str(exc)
-                        print(f"  {ws:18} {loop:8} {app:10} FAILED: {exc}", file=sys.stderr)
-                    runs.append(entry)
+                        for entry in entries:
+                            entry["error"] = str(exc)
+                        print(f"  {ws:18} {loop:8} {','.join(group):10} FAILED: {exc}", file=sys.stderr)
+                    runs += entries
     raw = {
         "bench": "e2e",
         "machine": common.machine_info(),
         "packages": common.package_versions(common.BENCH_PACKAGES),
         "config": {
             "rounds": rounds,
+            "client": args.client,
+            "concurrent": args.concurrent,
             "connections": args.connections,
             "window": args.window,
             "warmup_s": args.warmup,

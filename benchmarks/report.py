@@ -230,11 +230,13 @@ def write_results(
     if e2e:
         cfg = e2e["config"]
         out += ["## End to end (uvicorn, JSON echo)", ""]
+        at_once = " (every app's server at the same time, --concurrent)" if cfg.get("concurrent") else ""
         out += [
             f"{cfg['connections']} connections × {cfg['window']} messages in flight, {cfg['warmup_s']:g} s warm-up, "
-            f"{cfg['duration_s']:g} s counted, median of {cfg['rounds']} rounds; server on CPU {cfg['cpus'][0]}, "
-            f"load client on CPU {cfg['cpus'][1]}. When the client's CPU is near 100 % it is the bottleneck: "
-            "read the server µs CPU/msg column then.",
+            f"{cfg['duration_s']:g} s counted, median of {cfg['rounds']} rounds; server on CPU {cfg['cpus'][0]}"
+            f"{at_once}, load client ({cfg.get('client', 'websockets')}) on CPU {cfg['cpus'][1]}. "
+            "When the client's CPU is near 100 % it is the bottleneck: read the server µs CPU/msg column then; "
+            "a large waiting share means other processes had the server's CPU.",
             "",
         ]
         header, table = bench_e2e.table_rows(e2e)
