@@ -193,22 +193,41 @@ def op_medians(raw: dict[str, Any]) -> dict[tuple[str, str, str], float]:
     return {(r["size"], r["op"], r["impl"]): median(r["samples_ns"]) for r in raw["results"]}
 
 
-def ratio(table: dict[tuple[str, str, str], float], size: str, op: str, num: str, den: str) -> float | None:
-    a, b = table.get((size, op, num)), table.get((size, op, den))
-    return None if a is None or b is None or b == 0 else a / b
+Samples = dict[tuple[str, str, str], list[float]]
 
 
-def dispatch_ratio(table: dict[tuple[str, str, str], float], size: str, op: str, impl: str) -> float | None:
+def op_samples(raw: dict[str, Any]) -> Samples:
+    """``(size, op, impl) -> ns/call of each repeat, in repeat order`` from a bench_ops raw result."""
+    return {(r["size"], r["op"], r["impl"]): r["samples_ns"] for r in raw["results"]}
+
+
+def paired_ratio(num: list[float] | None, den: list[float] | None) -> float | None:
+    """The median over repeats of ``num[r] / den[r]``.
+
+    Within one repeat the two loops ran back to back, so a slow phase of the
+    machine hits both: the per-repeat ratio cancels it, where a ratio of two
+    medians (taken from different repeats) would not.
+    """
+    if not num or not den:
+        return None
+    pairs = [a / b for a, b in zip(num, den) if b > 0]
+    return median(pairs) if pairs else None
+
+
+def ratio(samples: Samples, size: str, op: str, num: str, den: str) -> float | None:
+    return paired_ratio(samples.get((size, op, num)), samples.get((size, op, den)))
+
+
+def dispatch_ratio(samples: Samples, size: str, op: str, impl: str) -> float | None:
     """ns of ``receive()``/``send()`` over ns of the direct typed method, same impl."""
     direct, kind = split_dispatch(op)
     if kind is None:
         return None
-    a, b = table.get((size, op, impl)), table.get((size, direct, impl))
-    return None if a is None or b is None or b == 0 else a / b
+    return paired_ratio(samples.get((size, op, impl)), samples.get((size, direct, impl)))
 
 
 def _ops_check(
-    table: dict[tuple[str, str, str], float],
+    table: Samples,
     ops: tuple[str, ...],
     num: str,
     den: str,
@@ -237,7 +256,7 @@ def evaluate_targets(
         status = "n/a" if value is None or ok is None else ("PASS" if ok else "MISS")
         rows.append({"target": what, "goal": goal, "measured": shown, "status": status})
 
-    table = op_medians(ops_raw) if ops_raw else {}
+    table = op_samples(ops_raw) if ops_raw else {}
     s = GATE_SIZE
     basic = ("send_text", "send_bytes", "receive_text", "receive_bytes")
 

@@ -366,6 +366,7 @@ RATIO_COLUMNS = (
 def table_rows(raw: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: op, size, ns/call per impl, then the ratios (shared with report.py)."""
     table = common.op_medians(raw)
+    samples = common.op_samples(raw)  # ratios: per repeat, then the median (see common.paired_ratio)
     impls = [name for name in common.IMPLS if any(key[2] == name for key in table)]
     header = ["op", "size", *impls, *(name for name, _ in RATIO_COLUMNS)]
     rows = []
@@ -374,7 +375,7 @@ def table_rows(raw: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             if not any((size, op, impl) in table for impl in impls):
                 continue
             cells = [op, size, *(common.fmt_ns(table.get((size, op, impl))) for impl in impls)]
-            cells += [common.fmt_ratio(fn(table, size, op)) for _, fn in RATIO_COLUMNS]
+            cells += [common.fmt_ratio(fn(samples, size, op)) for _, fn in RATIO_COLUMNS]
             rows.append(cells)
     return header, rows
 
@@ -458,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     print("payloads: " + ", ".join(f"{size} = {n} bytes" for size, n in raw["payload_bytes"].items()))
     print_table(raw)
     print(
-        "\nratios: star/comp = Starlette ns / compiled ns (x faster); comp/floor = compiled ns / floor ns;"
+        "\nratios (each the median of the per-repeat ratios): star/comp = Starlette ns / compiled ns (x faster); comp/floor = compiled ns / floor ns;"
         " pure/comp; disp/direct = receive()/send() ns / the typed method's ns (compiled);"
         " lite/orjson = Litestar ns / compiled-with-orjson ns"
     )

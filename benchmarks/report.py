@@ -204,7 +204,8 @@ def write_results(
         out += [f"## Per operation, Python {raw['machine']['python']}", ""]
         out += [
             f"ns per call (median of {cfg['repeats']} repeats, ~{cfg['loop_ms']:g} ms loops, "
-            f"{cfg.get('clock', 'wall')} clock, nothing subtracted). "
+            f"{cfg.get('clock', 'wall')} clock, nothing subtracted; each ratio is the median of the "
+            "per-repeat ratios, whose loops ran back to back). "
             "Baselines: "
             + ", ".join(f"{k} {v:.1f} ns" for k, v in raw["baselines_ns"].items())
             + ". Payloads: "
