@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ._errors import InvalidJSON
@@ -66,24 +67,31 @@ def dumps(data: Any) -> str:
     raise ValueError(f"{TOO_DEEP} while encoding JSON")
 
 
+_CONTAINERS = (list, tuple, dict)  # what json's encoder descends into
+
+
+def _children(container: list[Any] | tuple[Any, ...] | dict[Any, Any]) -> Iterator[Any]:
+    return iter(container.values() if isinstance(container, dict) else container)
+
+
 def nests_too_deep(data: Any) -> bool:
     """Whether the lists, tuples and dicts in ``data`` nest deeper than ``MAX_DEPTH``.
 
     Iterative, so it works however deep the caller is; a container already on
     the current path (a cycle, which json reports as circular) is not entered.
     """
-    if not isinstance(data, (list, tuple, dict)):
+    if not isinstance(data, _CONTAINERS):
         return False
     path = {id(data)}
-    stack = [(id(data), iter(data.values() if isinstance(data, dict) else data))]
+    stack = [(id(data), _children(data))]
     while stack:
         if len(stack) > MAX_DEPTH:
             return True
         key, children = stack[-1]
         for child in children:
-            if isinstance(child, (list, tuple, dict)) and id(child) not in path:
+            if isinstance(child, _CONTAINERS) and id(child) not in path:
                 path.add(id(child))
-                stack.append((id(child), iter(child.values() if isinstance(child, dict) else child)))
+                stack.append((id(child), _children(child)))
                 break
         else:
             stack.pop()

@@ -32,15 +32,11 @@ STOP_TIMEOUT = 10.0
 def serve(app: Any, *, ws: str = "websockets-sansio") -> Iterator[str]:
     """Run ``app`` under uvicorn and yield its ``ws://127.0.0.1:PORT`` base URL.
 
-    The socket is bound here (port 0), so the port is known before the server
+    The socket is bound and listening here (port 0), so the port is known before the server
     starts and no two tests race for one. The server stops when the block
     ends, bounded by STOP_TIMEOUT.
     """
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when
-    # their proto says TCP; without it, small frames wait on delayed ACKs (40 ms).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, ws=ws, lifespan="off", log_level="warning", ws_ping_interval=None)
     server = uvicorn.Server(config)
@@ -66,7 +62,8 @@ INTEROP_APP = Path(__file__).with_name("interop_app.py")
 
 def listening_socket() -> socket.socket:
     """A TCP socket listening on 127.0.0.1, port chosen by the kernel."""
-    # IPPROTO_TCP: see serve().
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when
+    # their proto says TCP; without it, small frames wait on delayed ACKs (40 ms).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
