@@ -16,6 +16,8 @@ from libc.string cimport memchr, memcmp
 from cpython.ref cimport PyObject, Py_INCREF, Py_REFCNT, Py_XDECREF
 from cpython.unicode cimport PyUnicode_1BYTE_KIND, PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND, PyUnicode_READ
 
+import sys
+
 import ujson
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -553,12 +555,7 @@ cdef class _Call:
                 data = bytes(data)
             return {"type": "websocket.send", "bytes": data}
         if op == SEND_JSON:
-            mode = self.mode
-            if mode == "text":
-                return {"type": "websocket.send", "text": self.ws._json.encode_text(data)}
-            if mode == "binary":
-                return {"type": "websocket.send", "bytes": self.ws._json.encode_binary(data)}
-            raise RuntimeError(_MODE_ERROR)
+            return _json_send_event(self.ws, data, self.mode)
         return data  # SEND_EVENT
 
     cdef object _result(self, object value):
@@ -568,28 +565,46 @@ cdef class _Call:
             return None
         if gives == GIVES_RESULT:
             return value
-        event = value
-        if gives == GIVES_RAW_EVENT and _type_of(event) != "websocket.receive":
-            event = states.replay_receive(self.ws, event)
-        cdef int op = self.op
-        if op == RECEIVE_TEXT:
-            text = _get(event, "text")
-            if type(text) is str:
-                return text
-            return states.raise_for_payload(event, "text")
-        if op == RECEIVE_BYTES:
-            data = _get(event, "bytes")
-            if type(data) is bytes:
-                return data
-            return states.raise_for_payload(event, "bytes")
-        if op == RECEIVE_JSON:
-            payload = _get(event, "text")
-            if type(payload) is not str:
-                payload = _get(event, "bytes")
-                if type(payload) is not bytes:
-                    payload = states.raise_for_payload(event, "json")
-            return self.ws._json.decode(payload)
-        return event  # RECEIVE_EVENT
+        if gives == GIVES_RAW_EVENT:
+            return _received(self.ws, self.op, value)
+        return _unpack(self.ws, self.op, value)
+
+
+cdef dict _json_send_event(WebSocketCore ws, object data, object mode):
+    if mode == "text":
+        return {"type": "websocket.send", "text": ws._json.encode_text(data)}
+    if mode == "binary":
+        return {"type": "websocket.send", "bytes": ws._json.encode_binary(data)}
+    raise RuntimeError(_MODE_ERROR)
+
+
+cdef object _received(WebSocketCore ws, int op, object event):
+    # A receive op's result from an event the server's receive() returned.
+    if _type_of(event) != "websocket.receive":
+        event = states.replay_receive(ws, event)
+    return _unpack(ws, op, event)
+
+
+cdef object _unpack(WebSocketCore ws, int op, object event):
+    # A receive op's result from a checked event.
+    if op == RECEIVE_TEXT:
+        text = _get(event, "text")
+        if type(text) is str:
+            return text
+        return states.raise_for_payload(event, "text")
+    if op == RECEIVE_BYTES:
+        data = _get(event, "bytes")
+        if type(data) is bytes:
+            return data
+        return states.raise_for_payload(event, "bytes")
+    if op == RECEIVE_JSON:
+        payload = _get(event, "text")
+        if type(payload) is not str:
+            payload = _get(event, "bytes")
+            if type(payload) is not bytes:
+                payload = states.raise_for_payload(event, "json")
+        return ws._json.decode(payload)
+    return event  # RECEIVE_EVENT
 
 
 cdef int _call_am_send(PyObject* call, PyObject* value, PyObject** result) except -1:
@@ -751,3 +766,116 @@ cdef void _connection_lost(WebSocketCore ws) except *:
     ws._app_state = DISCONNECTED
     if ws._origin is not None:
         ws._origin.application_state = WebSocketState.DISCONNECTED
+
+
+# --------------------------------------------------------------------------- 3.12+
+#
+# The eval loop of 3.12+ runs `await` of a Python coroutine inline and enters
+# C-level awaitables from C: there, message methods written in Python beat
+# the _Call ones (see _inline_awaits). They reach the connection only
+# through the functions below: builtins (binding=False), which the
+# specialising interpreter calls without a lookup on the instance.
+
+
+cdef extern from "Python.h":
+    PyObject* PyDict_GetItem(object d, object key)  # borrowed; NULL if missing (no error)
+
+
+cdef inline object _receive_payload(object event, str key, type kind):
+    # event[key] for a plain-dict websocket.receive event whose event[key]
+    # is exactly `kind`; None for anything else, which received() handles.
+    if type(event) is not dict:
+        return None
+    cdef PyObject* found = PyDict_GetItem(event, "type")
+    if found == NULL or (<object>found is not "websocket.receive" and <object>found != "websocket.receive"):
+        return None
+    found = PyDict_GetItem(event, key)
+    if found == NULL or type(<object>found) is not kind:
+        return None
+    return <object>found
+
+
+# One positional argument each (METH_O): the cheapest call there is.
+# `ws` is checked by _core(): a typed argument would walk the MRO per call.
+
+cdef type _core_subclass = WebSocketCore  # the type that passed _core() last
+
+
+cdef inline WebSocketCore _core(object ws):
+    global _core_subclass
+    if type(ws) is not _core_subclass:
+        if not isinstance(ws, WebSocketCore):
+            raise TypeError(f"expected a WebSocketCore, got {type(ws).__name__}")
+        _core_subclass = type(ws)
+    return <WebSocketCore>ws
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def receive_now(ws):
+    """The server's receive() when a plain receive is all a typed receive needs, else None."""
+    cdef WebSocketCore core = _core(ws)
+    if core._app_state == CONNECTED and core._client_state == CONNECTED:
+        return core._receive
+    return None
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def send_now(ws):
+    """The server's send() when the application side is connected, else None."""
+    cdef WebSocketCore core = _core(ws)
+    if core._app_state == CONNECTED:
+        return core._send
+    return None
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def receive_kind(ws):
+    return _core(ws)._receive_kind
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def send_kind(ws):
+    return _core(ws)._send_kind
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def text_of(event):
+    """The text of a websocket.receive event, or None: then received(ws, TEXT, event)."""
+    return _receive_payload(event, "text", str)
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def bytes_of(event):
+    """The bytes of a websocket.receive event, or None: then received(ws, BYTES, event)."""
+    return _receive_payload(event, "bytes", bytes)
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def connection_lost(ws):
+    _connection_lost(_core(ws))
+
+
+@cython.binding(False)
+def received(WebSocketCore ws not None, int kind, event):
+    """The result of receive_<kind> (a _message_types code) from what the server's receive() returned."""
+    if not 0 <= kind < 4:
+        raise ValueError(f"no message kind {kind}")
+    return _received(ws, _RECEIVE_OPS[kind], event)
+
+
+@cython.binding(False)
+def json_event(WebSocketCore ws not None, data, mode):
+    return _json_send_event(ws, data, mode)
+
+
+if sys.version_info >= (3, 12):
+    from ._inline_awaits import with_inline_awaits
+
+    globals()["WebSocketCore"] = with_inline_awaits(WebSocketCore, sys.modules[__name__])

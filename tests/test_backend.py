@@ -42,7 +42,16 @@ def test_compiled_backend_is_preferred_by_default() -> None:
 def test_live_backend_in_this_process_is_compiled() -> None:
     assert bocadillo_ws.BACKEND == "cython"
     assert bocadillo_ws.WebSocket.receive_text.__qualname__ == "WebSocketCore.receive_text"
-    assert type(bocadillo_ws.WebSocket.__mro__[-2]).__module__ == "builtins"  # a C type, not a Python class
+    core = bocadillo_ws.WebSocket.__mro__[-2]
+    assert type(core).__module__ == "builtins"  # a C type, not a Python class
+    assert core.__module__ == "bocadillo_ws._codec"
+    if sys.version_info >= (3, 12):
+        # The message methods are _inline_awaits' coroutines, right over the C core.
+        assert bocadillo_ws.WebSocket.__mro__[-3].__bases__ == (core,)
+        assert bocadillo_ws.WebSocket.receive_text.__module__ == "bocadillo_ws._inline_awaits"
+        assert inspect.iscoroutinefunction(bocadillo_ws.WebSocket.receive_text)
+    else:
+        assert bocadillo_ws.WebSocket.receive_text is core.__dict__["receive_text"]
 
 
 @pytest.mark.parametrize("value", ["1", "yes", "true", "Y", " on "])
@@ -82,7 +91,12 @@ def _public_api(module: Any) -> dict[str, Any]:
     for cls_name in ("WebSocketCore", "JSONCodec", "UJSONCodec", "StdlibJSONCodec", "OrjsonCodec", "CustomJSONCodec"):
         cls = getattr(module, cls_name)
         api[cls_name] = cls
-        for name, value in vars(cls).items():
+        # Over the MRO: on 3.12+ the compiled WebSocketCore is the C core plus
+        # a Python subclass with the message methods.
+        members: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__[:-1]):
+            members.update(vars(klass))
+        for name, value in members.items():
             if name.startswith("__") and name not in ("__aiter__", "__anext__"):
                 continue
             # Special methods are C slots in the extension: compare presence only.

@@ -8,7 +8,11 @@ strings settle), three things must hold over the measured run:
 
 - ``tracemalloc``: the traced memory did not grow beyond a small constant
   (``TRACED_SLACK``), whatever the number of operations;
-- RSS (``/proc/self/statm``) grew by at most ``RSS_SLACK`` (1 MiB);
+- RSS (``/proc/self/statm``) grew by at most ``RSS_SLACK`` (1 MiB), or,
+  when it stepped up by more, by at most that over a second run of the same
+  operations (a leak grows again, an allocator high-water step does not:
+  seen on 3.12 with the 100 kB too-deep JSON case, before and after the
+  3.12 message methods);
 - reference counts: the objects every operation touches (the payloads fed
   in, the connection, the transport, the classes whose instances are made)
   are back to what they were. A missed ``Py_DECREF`` on an object that
@@ -192,11 +196,20 @@ def check_no_leak(workload: Workload, n: int) -> Counter[str]:
         rss_after = rss()
         traced_after = tracemalloc.get_traced_memory()[0]
         snapshot_after = tracemalloc.take_snapshot()
+        rss_grown = rss_after - rss_before
+        if rss_grown > RSS_SLACK:
+            # RSS moves in steps that are not leaks (the allocator's high-water
+            # mark, stack pages first touched): a leak grows again over a second
+            # run of the same operations, a step does not. That run decides.
+            workload.run(warmup + n, warmup + 2 * n, Counter())
+            workload.settle()
+            gc.collect()
+            print(f"\nRSS grew {rss_grown:+d} B over the first run; running the operations again")
+            rss_grown = rss() - rss_after
     finally:
         tracemalloc.stop()
 
     grown = traced_after - traced_before
-    rss_grown = rss_after - rss_before
     leaked = [
         (repr(obj)[:60], before, after)
         for obj, before, after in zip(workload.tracked, refs_before, refs_after)
