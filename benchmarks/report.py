@@ -2,6 +2,7 @@
 
     python3 benchmarks/report.py [--quick] [--pythons 3.11,3.12,3.13] [--main-python 3.11]
                                  [--skip-ops] [--skip-e2e] [--skip-memory] [--no-install]
+                                 [--e2e-args "--rounds 7 --concurrent"]
 
 For each Python found (pyenv's /root/.pyenv/versions/X.Y.*/bin/python, else
 pythonX.Y on PATH) it makes benchmarks/.venv-X.Y and installs the current
@@ -360,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--no-install", action="store_true", help="reuse the venvs as they are (no rebuild)")
+    parser.add_argument(
+        "--e2e-args", default="", metavar="ARGS", help="more arguments for bench_e2e.py, e.g. '--rounds 7 --concurrent'"
+    )
     parser.add_argument("--render-chart", nargs=3, metavar=("OPS_RAW", "E2E_RAW", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.render_chart:
@@ -404,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     if main_python is None and not (args.skip_e2e and args.skip_memory):
         problems.append(f"Python {args.main_python} unavailable: no e2e or memory results")
     if main_python and not args.skip_e2e:
-        e2e = bench(main_python, "bench_e2e.py", e2e_path, quick)
+        e2e = bench(main_python, "bench_e2e.py", e2e_path, quick + shlex.split(args.e2e_args))
         if e2e is None or any("error" in r for r in e2e["runs"]):
             problems.append("bench_e2e.py: some runs failed (see below)")
     if main_python and not args.skip_memory:

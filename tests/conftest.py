@@ -23,8 +23,8 @@ from bocadillo_ws._websocket import WebSocketAPI
 
 # HYPOTHESIS_PROFILE picks one: "dev" (default, quick), "ci" (tox), "long".
 # dev: a quick local run; ci: every hypothesis test in every tox env;
-# differential: the twins compared on 10,000 examples per test (tox env
-# "differential"); long: 1,000,000 per test, for a soak of the twins.
+# differential: the twins compared on 10,000 examples per test (tox envs
+# "differential-py311/-py313"); long: 1,000,000 per test, for a soak of the twins.
 settings.register_profile("dev", max_examples=200)
 settings.register_profile("ci", max_examples=1_000)
 settings.register_profile("differential", max_examples=10_000)
