@@ -832,18 +832,6 @@ def send_now(ws):
 
 @cython.binding(False)
 @cython.always_allow_keywords(False)
-def receive_kind(ws):
-    return _core(ws)._receive_kind
-
-
-@cython.binding(False)
-@cython.always_allow_keywords(False)
-def send_kind(ws):
-    return _core(ws)._send_kind
-
-
-@cython.binding(False)
-@cython.always_allow_keywords(False)
 def text_of(event):
     """The text of a websocket.receive event, or None: then received(ws, TEXT, event)."""
     return _receive_payload(event, "text", str)
@@ -873,6 +861,31 @@ def received(WebSocketCore ws not None, int kind, event):
 @cython.binding(False)
 def json_event(WebSocketCore ws not None, data, mode):
     return _json_send_event(ws, data, mode)
+
+
+# receive()/send()/__anext__: the typed coroutine function for the
+# connection's kind, called from here: one call less than a Python
+# dispatcher's frame. Set by _inline_awaits: (text, bytes, json, event),
+# in _message_types' order.
+cdef tuple _receive_functions = None
+cdef tuple _send_functions = None
+
+
+def use_inline_awaits(tuple receive_functions not None, tuple send_functions not None):
+    global _receive_functions, _send_functions
+    if len(receive_functions) != 4 or len(send_functions) != 4:
+        raise ValueError("four receive and four send functions expected")
+    _receive_functions, _send_functions = receive_functions, send_functions
+
+
+def inline_receive(self):
+    """``receive_<receive_type>()``."""
+    return _receive_functions[_core(self)._receive_kind](self)
+
+
+def inline_send(self, message):
+    """``send_<send_type>(message)``."""
+    return _send_functions[_core(self)._send_kind](self, message)
 
 
 if sys.version_info >= (3, 12):

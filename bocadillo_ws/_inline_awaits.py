@@ -24,7 +24,7 @@ its ``_Call`` methods are faster (``am_send``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
@@ -44,8 +44,6 @@ def _not_installed(*args: Any) -> Any:
 # core's own message methods for the uncommon cases: set by with_inline_awaits().
 receive_now: Callable[[Any], Receive | None] = _not_installed
 send_now: Callable[[Any], Send | None] = _not_installed
-receive_kind: Callable[[Any], int] = _not_installed
-send_kind: Callable[[Any], int] = _not_installed
 text_of: Callable[[Any], str | None] = _not_installed
 bytes_of: Callable[[Any], bytes | None] = _not_installed
 received: Callable[[Any, int, Any], Any] = _not_installed
@@ -63,17 +61,21 @@ core_send_json: Callable[[Any, Any, str], Awaitable[None]] = _not_installed
 
 def with_inline_awaits(core: type, c: Any) -> type:
     """``core`` under a subclass with the message methods below; ``c`` is the compiled module."""
-    helpers = ("receive_now", "send_now", "receive_kind", "send_kind", "text_of", "bytes_of", "received")
-    globals().update({name: getattr(c, name) for name in (*helpers, "json_event", "connection_lost")})
+    helpers = "receive_now send_now text_of bytes_of received json_event connection_lost"
+    globals().update({name: getattr(c, name) for name in helpers.split()})
     typed = "receive_event send_event receive_text receive_bytes receive_json send_text send_bytes send_json"
     globals().update({f"core_{name}": getattr(core, name) for name in typed.split()})
-    methods: tuple[Callable[..., Any], ...] = (receive_event, send_event, receive_text, receive_bytes, receive_json)
-    methods += (receive, send_text, send_bytes, send_json, send)
+    # receive()/send()/__anext__ dispatch in C, to these (in _message_types' order).
+    c.use_inline_awaits(
+        (receive_text, receive_bytes, receive_json, receive_event), (send_text, send_bytes, send_json, send_event)
+    )
+    methods = (receive_event, send_event, receive_text, receive_bytes, receive_json, send_text, send_bytes, send_json)
     namespace: dict[str, Any] = {}
     for method in methods:
         method.__qualname__ = f"{core.__name__}.{method.__name__}"
         namespace[method.__name__] = method
-    namespace.update(__slots__=(), __doc__=core.__doc__, __module__=core.__module__, __anext__=next_message)
+    namespace.update(receive=c.inline_receive, send=c.inline_send, __anext__=c.inline_receive)
+    namespace.update(__slots__=(), __doc__=core.__doc__, __module__=core.__module__)
     return type(core.__name__, (core,), namespace)
 
 
@@ -133,24 +135,6 @@ async def receive_json(self: Any, mode: str = "text") -> Any:
     return received(self, JSON, await server_receive())
 
 
-def receive(self: Any) -> Coroutine[Any, Any, Any]:
-    """``receive_<receive_type>()``."""
-    # As the C core's: this module's typed method, not a subclass's override.
-    kind = receive_kind(self)
-    if kind == TEXT:
-        return receive_text(self)
-    if kind == JSON:
-        return receive_json(self)
-    if kind == BYTES:
-        return receive_bytes(self)
-    return receive_event(self)
-
-
-def next_message(self: Any) -> Coroutine[Any, Any, Any]:
-    # __anext__: ends with the WebSocketDisconnect itself; `async with` handles it.
-    return receive(self)
-
-
 # --------------------------------------------------------------------------- typed send
 
 
@@ -187,15 +171,3 @@ async def send_json(self: Any, data: Any, mode: str = "text") -> None:
     except OSError:
         connection_lost(self)
         raise WebSocketDisconnect(code=1006)  # noqa: B904 - as Starlette: the OSError is the context
-
-
-def send(self: Any, message: Any) -> Coroutine[Any, Any, None]:
-    """``send_<send_type>(message)``."""
-    kind = send_kind(self)
-    if kind == TEXT:
-        return send_text(self, message)
-    if kind == JSON:
-        return send_json(self, message)
-    if kind == BYTES:
-        return send_bytes(self, message)
-    return send_event(self, message)
