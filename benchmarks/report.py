@@ -145,7 +145,8 @@ def git_state() -> str:
             ["git", "-C", str(common.REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(common.REPO), "status", "--porcelain", "--untracked-files=no"],
+            # The results this run writes are not a change to the measured source.
+            ["git", "-C", str(common.REPO), "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
             capture_output=True,
             text=True,
             timeout=30,
