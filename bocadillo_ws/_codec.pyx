@@ -774,7 +774,8 @@ cdef void _connection_lost(WebSocketCore ws) except *:
 # C-level awaitables from C: there, message methods written in Python beat
 # the _Call ones (see _inline_awaits). They reach the connection only
 # through the functions below: builtins (binding=False), which the
-# specialising interpreter calls without a lookup on the instance.
+# specialising interpreter calls without a lookup on the instance. Only
+# inline_receive/inline_send bind (they become the methods receive/send).
 
 
 cdef extern from "Python.h":
@@ -851,16 +852,16 @@ def connection_lost(ws):
 
 
 @cython.binding(False)
-def received(WebSocketCore ws not None, int kind, event):
+def received(ws, int kind, event):
     """The result of receive_<kind> (a _message_types code) from what the server's receive() returned."""
     if not 0 <= kind < 4:
         raise ValueError(f"no message kind {kind}")
-    return _received(ws, _RECEIVE_OPS[kind], event)
+    return _received(_core(ws), _RECEIVE_OPS[kind], event)
 
 
 @cython.binding(False)
-def json_event(WebSocketCore ws not None, data, mode):
-    return _json_send_event(ws, data, mode)
+def json_event(ws, data, mode):
+    return _json_send_event(_core(ws), data, mode)
 
 
 # receive()/send()/__anext__: the typed coroutine function for the
