@@ -73,7 +73,7 @@ cdef bint _raw_has_float_suspect(const unsigned char* text, Py_ssize_t n) noexce
         q = <const unsigned char*>memchr(p, b"-"[0], end - p)
         if q == NULL:
             break
-        if q > text and q[-1] == b"e"[0]:
+        if q > text and (q - 1)[0] == b"e"[0]:
             return True
         p = q + 1
     p = text
@@ -81,7 +81,7 @@ cdef bint _raw_has_float_suspect(const unsigned char* text, Py_ssize_t n) noexce
         q = <const unsigned char*>memchr(p, b"."[0], end - p)
         if q == NULL:
             break
-        if q > text and q[-1] == b"0"[0] and end - q > 4 and q[1] == q[2] == q[3] == q[4] == b"0"[0]:
+        if q > text and (q - 1)[0] == b"0"[0] and end - q > 4 and q[1] == q[2] == q[3] == q[4] == b"0"[0]:
             return True
         p = q + 1
     return False

@@ -225,15 +225,20 @@ def test_too_deep_wins_over_other_errors_at_any_stack_depth(impl: Any, name: str
     codec = impl.module.make_json_codec(name)
 
     def check() -> None:
+        # str(exc), not match=: from 3.14, json's errors carry PEP 678 notes
+        # ("when serializing list item 0"), and match= searches those too.
         for deep_and_bad in (nested(600, object()), [object(), nested(600, 0)], {"a": nested(513, {1, 2})}):
-            with pytest.raises(ValueError, match=r"^Maximum nesting depth exceeded while encoding JSON$"):
+            with pytest.raises(ValueError) as too_deep:
                 codec.encode_text(deep_and_bad)
-        with pytest.raises(TypeError, match=r"^Object of type object is not JSON serializable$"):
+            assert str(too_deep.value) == "Maximum nesting depth exceeded while encoding JSON"
+        with pytest.raises(TypeError) as unserialisable:
             codec.encode_text(nested(400, object()))
+        assert str(unserialisable.value) == "Object of type object is not JSON serializable"
         circular: list[Any] = []
         circular.append(circular)
-        with pytest.raises(ValueError, match=r"^Circular reference detected$"):
+        with pytest.raises(ValueError) as circular_error:
             codec.encode_text(nested(10, circular))
+        assert str(circular_error.value) == "Circular reference detected"
         with pytest.raises(bocadillo_ws.InvalidJSON, match=r"^Maximum nesting depth exceeded") as deep:
             codec.decode("[" * 600 + "x")
         assert deep.value.close_code == 1007
