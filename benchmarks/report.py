@@ -172,7 +172,7 @@ def write_results(
     if args.quick:
         out += ["> **Smoke run (`--quick`)**: short loops, few repeats. Not for conclusions.", ""]
     out += [
-        f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Command: `{command}`",
         f"- Source: {git_state()}",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores "

@@ -119,8 +119,8 @@ async def stats(request: Request) -> JSONResponse:
     return JSONResponse(STATS.as_dict())
 
 
-async def _all_ended(timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+async def _all_ended(within: float) -> None:
+    deadline = time.monotonic() + within
     while STATS.opened > STATS.ended and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
 

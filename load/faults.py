@@ -109,7 +109,7 @@ async def late(url: str) -> str:
                 return f"accepted, then {closed_how(exc)}"
     except InvalidStatus as exc:
         return f"refused: HTTP {exc.response.status_code}"
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         return f"refused: {type(exc).__name__}"
     except ConnectionClosed as exc:
         return f"handshake cut: {closed_how(exc)}"

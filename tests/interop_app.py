@@ -193,7 +193,7 @@ async def report(scope: Scope, receive: Any, send: Any) -> None:
         try:
             await asyncio.wait_for(session.done.wait(), REPORT_TIMEOUT)
             payload = json.dumps(session.as_json())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             payload = '{"unfinished": true}'
     await send({"type": "websocket.send", "text": payload})
     await send({"type": "websocket.close", "code": 1000})

@@ -66,9 +66,12 @@ def main(argv: list[str]) -> int:
         (artifact,) = dist.iterdir()
         run(python, "-m", "pip", "uninstall", "-q", "-y", "bocadillo_ws", env=env)
         run(python, "-m", "pip", "install", "-q", f"{artifact}[test]", env=env)
-    check = f"import sys, bocadillo_ws as b; sys.exit(None if b.BACKEND == {BACKENDS[backend]!r} else f'{backend} env, but BACKEND={{b.BACKEND!r}}')"
+    want = BACKENDS[backend]
+    check = f"import sys, bocadillo_ws as b; sys.exit(None if b.BACKEND == {want!r} else f'BACKEND={{b.BACKEND!r}}')"
     run(python, "-I", "-c", check, env=env)
-    run(python, "-I", "-c", "import sys, starlette, bocadillo_ws; print(sys.version.split()[0], '| starlette', starlette.__version__, '| bocadillo_ws backend', bocadillo_ws.BACKEND)", env=env)
+    versions = "import sys, starlette as s, bocadillo_ws as b; "
+    versions += "print(sys.version, '| starlette', s.__version__, '| bocadillo_ws backend', b.BACKEND)"
+    run(python, "-I", "-c", versions, env=env)
     # -I, from the project root: the installed package, not the source tree's bocadillo_ws/.
     extra = ["--no-c-extensions"] if backend == "pure" else []
     return subprocess.run([str(python), "-I", "-m", "pytest", *extra, *pytest_args], env=env, cwd=PROJECT).returncode
