@@ -1,11 +1,13 @@
 """Run every benchmark and write benchmarks/results/RESULTS.md and chart.png.
 
-    python3 benchmarks/report.py [--quick] [--pythons 3.11,3.12,3.13] [--main-python 3.11]
+    python3 benchmarks/report.py [--quick] [--pythons 3.11,3.12,3.13,3.14,3.15] [--main-python 3.11]
                                  [--skip-ops] [--skip-e2e] [--skip-memory] [--no-install]
                                  [--e2e-args "--rounds 7 --concurrent"]
 
 For each Python found (pyenv's /root/.pyenv/versions/X.Y.*/bin/python, else
-pythonX.Y on PATH) it makes benchmarks/.venv-X.Y and installs the current
+pythonX.Y on PATH, else, for 3.14 and 3.15, the Debian forky root's that
+tools/forky_root.sh makes and runs commands in, as root) it makes
+benchmarks/.venv-X.Y and installs the current
 working tree into it, non-editable (so the extension is compiled), with the
 orjson extra and benchmarks/requirements.txt. The tree is copied to a
 temporary directory first: pip builds in place, and the source tree must not
@@ -26,6 +28,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +40,10 @@ import bench_e2e
 import _common as common
 import bench_ops
 
-DEFAULT_PYTHONS = ("3.11", "3.12", "3.13")
+DEFAULT_PYTHONS = ("3.11", "3.12", "3.13", "3.14", "3.15")
+# Versions the host may lack: their python runs chrooted in a Debian forky root.
+FORKY_PYTHONS = ("3.14", "3.15")
+FORKY = common.REPO / "tools" / "forky_root.sh"
 INSTALL_TIMEOUT = 1800
 RUN_TIMEOUT = 3600
 SNAPSHOT_IGNORE = shutil.ignore_patterns(
@@ -60,13 +66,27 @@ SNAPSHOT_IGNORE = shutil.ignore_patterns(
 )
 
 
-def find_python(version: str) -> str | None:
+def find_python(version: str) -> list[str] | None:
+    """The command that runs Python ``version``: a host interpreter, or the forky root's."""
     pyenv = os.environ.get("PYENV_ROOT", "/root/.pyenv")
     candidates = sorted(
         glob.glob(f"{pyenv}/versions/{version}.*/bin/python"),
         key=lambda p: [int(x) if x.isdigit() else 0 for x in Path(p).parts[-3].split(".")],
     )
-    return candidates[-1] if candidates else shutil.which(f"python{version}")
+    host = candidates[-1] if candidates else shutil.which(f"python{version}")
+    if host:
+        return [host]
+    return forky(f"python{version}") if version in FORKY_PYTHONS else None
+
+
+def forky(program: str, *bind: Path) -> list[str]:
+    """``program`` run in the forky root (made on first use), with ``bind`` visible at the same paths."""
+    binds = [arg for path in bind for arg in ("--bind", str(path))]
+    return ["bash", str(FORKY), "run", *binds, "--", program]
+
+
+def in_forky(command: list[str]) -> bool:
+    return command[:2] == ["bash", str(FORKY)]
 
 
 def run(cmd: list[str], timeout: float, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -81,17 +101,23 @@ def snapshot_source(into: Path) -> Path:
     return dest
 
 
-def prepare_venv(version: str, interpreter: str, source: Path | None) -> str:
-    """benchmarks/.venv-<version> with the current tree installed; returns its python."""
+def prepare_venv(version: str, interpreter: list[str], source: Path | None) -> list[str]:
+    """benchmarks/.venv-<version> with the current tree installed; returns the command of its python."""
     venv = common.BENCH_DIR / f".venv-{version}"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        run([interpreter, "-m", "venv", str(venv)], 300, check=True)
+    # A forky venv's bin/python links to the root's /usr/bin/python3.X: a
+    # dangling link on the host, so lexists, and run through forky_root.sh.
+    python = [str(venv / "bin" / "python")]
+    installer = python
+    if in_forky(interpreter):
+        python = forky(python[0])
+        installer = forky(python[-1], source.parent) if source is not None else python
+    if not os.path.lexists(venv / "bin" / "python"):
+        run([*interpreter, "-m", "venv", str(venv)], 300, check=True)
     if source is not None:
         # A local directory is always rebuilt and reinstalled: the extension is current.
         run(
             [
-                str(python),
+                *installer,
                 "-m",
                 "pip",
                 "install",
@@ -105,7 +131,8 @@ def prepare_venv(version: str, interpreter: str, source: Path | None) -> str:
             check=True,
         )
     backend = subprocess.run(
-        [str(python), "-E", "-c", "import bocadillo_ws; print(bocadillo_ws.BACKEND)"],
+        # -I: forky runs it from the project's root, whose bocadillo_ws/ must not shadow the install
+        [*python, "-I", "-c", "import bocadillo_ws; print(bocadillo_ws.BACKEND)"],
         cwd=tempfile.gettempdir(),
         capture_output=True,
         text=True,
@@ -114,13 +141,13 @@ def prepare_venv(version: str, interpreter: str, source: Path | None) -> str:
     ).stdout.strip()
     if backend != "cython":
         raise RuntimeError(f"{venv}: bocadillo_ws.BACKEND is {backend!r}, the compiled extension did not install")
-    return str(python)
+    return python
 
 
-def bench(python: str, script: str, out: Path, extra: list[str]) -> dict[str, Any] | None:
+def bench(python: list[str], script: str, out: Path, extra: list[str]) -> dict[str, Any] | None:
     """Run one benchmark script; its raw JSON, or None if it failed."""
     out.unlink(missing_ok=True)  # never report a previous run's file as this one's
-    cmd = [python, "-E", str(common.BENCH_DIR / script), "--json", str(out), *extra]
+    cmd = [*python, "-E", str(common.BENCH_DIR / script), "--json", str(out), *extra]
     result = run(cmd, RUN_TIMEOUT, cwd=tempfile.gettempdir())
     if result.returncode != 0 and not out.exists():
         print(f"!! {script} failed (exit {result.returncode})", file=sys.stderr)
@@ -199,7 +226,11 @@ def write_results(
         "",
     ]
     if chart:
-        out += ["![ns/call per op at 100 B, and end-to-end messages/s](chart.png)", ""]
+        out += ["![ns/call per op at 100 B, the per-version ratios, and end-to-end messages/s](chart.png)", ""]
+
+    if ops:
+        out += [f"## Per Python version ({common.GATE_SIZE} chat message, ratios of paired repeats)", ""]
+        out += [md_table(*version_table(ops)), ""]
 
     for raw in ops.values():
         cfg = raw["config"]
@@ -280,23 +311,58 @@ def write_results(
     return path
 
 
+def version_table(ops: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """One row per op and Python: compiled ns/call, and it against pure, the floor and Starlette."""
+    header = ["op", "Python", "compiled ns", "pure/comp", "comp/floor", "star/comp"]
+    rows = []
+    size = common.GATE_SIZE
+    for op in common.ALL_OPS:
+        for version, raw in ops.items():
+            samples = common.op_samples(raw)
+            compiled = samples.get((size, op, "compiled"))
+            if not compiled:
+                continue
+            rows.append(
+                [
+                    op,
+                    version,
+                    f"{statistics.median(compiled):.0f}",
+                    common.fmt_ratio(common.ratio(samples, size, op, "pure", "compiled")),
+                    common.fmt_ratio(common.ratio(samples, size, op, "compiled", "floor")),
+                    common.fmt_ratio(common.ratio(samples, size, op, "starlette", "compiled")),
+                ]
+            )
+    return header, rows
+
+
 # --------------------------------------------------------------------------- chart
 
 
-def render_chart(ops_path: Path, e2e_path: Path | None, out: Path) -> None:
-    """Grouped bars: ns/call per op at 100 B (and e2e messages/s). Runs in a venv with matplotlib."""
+# Per Python version, the ratios the issue's targets are about: (title, numerator, denominator, goal line).
+VERSION_PANELS = (
+    ("pure ÷ compiled (above 1: compiled faster)", "pure", "compiled"),
+    ("compiled ÷ raw-ASGI floor (lower is better)", "compiled", "floor"),
+    ("Starlette ÷ compiled (above 1: compiled faster)", "starlette", "compiled"),
+)
+
+
+def render_chart(ops_paths: list[Path], e2e_path: Path | None, out: Path) -> None:
+    """Grouped bars: ns/call per op at 100 B on the main Python (the first
+    ops file), the per-version ratios of every ops file, and e2e messages/s.
+    Runs in a venv with matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    raw = json.loads(ops_path.read_text())
+    raw = json.loads(ops_paths[0].read_text())
     table = common.op_medians(raw)
     size = common.GATE_SIZE
     ops = [op for op in common.ALL_OPS if any((size, op, impl) in table for impl in common.IMPLS)]
     impls = [impl for impl in common.IMPLS if any((size, op, impl) in table for op in ops)]
     e2e = json.loads(e2e_path.read_text()) if e2e_path and e2e_path.exists() else None
-    panels = 2 if e2e and e2e.get("summary") else 1
+    per_version = [json.loads(path.read_text()) for path in ops_paths]
+    panels = 1 + len(VERSION_PANELS) + (1 if e2e and e2e.get("summary") else 0)
     fig = plt.figure(figsize=(15, 5.5 * panels))
     grid = fig.add_gridspec(panels, 2, width_ratios=[2, 1])
     colors = dict(zip(common.IMPLS, ("#9e9e9e", "#1f77b4", "#9467bd", "#ff7f0e", "#2ca02c", "#17becf")))
@@ -331,8 +397,27 @@ def render_chart(ops_path: Path, e2e_path: Path | None, out: Path) -> None:
                 title_fontsize=9,
             )
 
-    if e2e and panels == 2:
-        ax = fig.add_subplot(grid[1, :])
+    # One bar per Python version and op: is the compiled backend ahead on each?
+    version_colors = ("#9e9e9e", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+    for row, (title, num, den) in enumerate(VERSION_PANELS, start=1):
+        ax = fig.add_subplot(grid[row, :])
+        width = 0.8 / len(per_version)
+        for i, version_raw in enumerate(per_version):
+            samples = common.op_samples(version_raw)
+            xs = [k + (i - (len(per_version) - 1) / 2) * width for k in range(len(ops))]
+            ys = [common.ratio(samples, size, op, num, den) or 0 for op in ops]
+            label = f"Python {version_raw['machine']['python']}"
+            ax.bar(xs, ys, width, label=label, color=version_colors[i % len(version_colors)])
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(ops)), ops, rotation=30, ha="right")
+        ax.set_xlim(-0.5, len(ops) - 0.5)
+        ax.set_ylabel("ratio of ns per call (paired repeats)")
+        ax.set_title(f"{title}, {size} chat message, per Python version (no bar: not measured)")
+        ax.legend(ncols=len(per_version), fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+
+    if e2e and e2e.get("summary"):
+        ax = fig.add_subplot(grid[panels - 1, :])
         summary = e2e["summary"]
         apps = [app for app in bench_e2e.APPS if any(app in row["rate"] for row in summary)]
         app_colors = {"raw": "#9e9e9e", "starlette": "#1f77b4", "pure": "#ff7f0e", "compiled": "#2ca02c"}
@@ -365,11 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--e2e-args", default="", metavar="ARGS", help="more arguments for bench_e2e.py, e.g. '--rounds 7 --concurrent'"
     )
-    parser.add_argument("--render-chart", nargs=3, metavar=("OPS_RAW", "E2E_RAW", "OUT"), help=argparse.SUPPRESS)
+    # OUT E2E_RAW MAIN_OPS_RAW [OTHER_OPS_RAW...]
+    parser.add_argument("--render-chart", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.render_chart:
-        ops_raw, e2e_raw, out = args.render_chart
-        render_chart(Path(ops_raw), Path(e2e_raw) if e2e_raw != "-" else None, Path(out))
+        out, e2e_raw, *ops_raws = args.render_chart
+        render_chart([Path(p) for p in ops_raws], Path(e2e_raw) if e2e_raw != "-" else None, Path(out))
         return 0
 
     command = shlex.join(["python3", "benchmarks/report.py", *(sys.argv[1:] if argv is None else argv)])
@@ -380,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = sorted(set(wanted), key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()))
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
-    pythons: dict[str, str] = {}
+    pythons: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="bocadillo-bench-") as tmp:
         source = None if args.no_install else snapshot_source(Path(tmp))
         for version in versions:
@@ -423,13 +509,14 @@ def main(argv: list[str] | None = None) -> int:
     if chart_python and chart_ops:
         result = run(
             [
-                chart_python,
+                *chart_python,
                 "-E",
                 str(Path(__file__).resolve()),
                 "--render-chart",
-                str(common.RESULTS_DIR / f"ops-{chart_ops}.raw.json"),
-                str(e2e_path) if e2e else "-",
                 str(common.RESULTS_DIR / "chart.png"),
+                str(e2e_path) if e2e else "-",
+                str(common.RESULTS_DIR / f"ops-{chart_ops}.raw.json"),
+                *(str(common.RESULTS_DIR / f"ops-{v}.raw.json") for v in ops if v != chart_ops),
             ],
             300,
             cwd=tempfile.gettempdir(),
