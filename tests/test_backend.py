@@ -157,6 +157,7 @@ def _build(source: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=source, env=environ, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # builds a wheel: once, not on every Python
 def test_pure_build_is_explicit_and_makes_a_pure_wheel(tmp_path: Path) -> None:
     source = _copy_source(tmp_path)
     result = _build(source, **{ENV_VAR: "1"})
@@ -168,6 +169,7 @@ def test_pure_build_is_explicit_and_makes_a_pure_wheel(tmp_path: Path) -> None:
     assert not [n for n in names if n.endswith((".so", ".pyd", ".c", ".pyx"))]
 
 
+@pytest.mark.slow  # builds a wheel: once, not on every Python
 def test_build_that_cannot_compile_fails_loudly(tmp_path: Path) -> None:
     source = _copy_source(tmp_path)
     result = _build(source, CC="false", LDSHARED="false", CFLAGS="")

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from asgi_helpers import SCOPE, Transport, connect, drive
 
-pytestmark = pytest.mark.c_extension  # compares against the compiled twin
+# Compares against the compiled twin; slow: at the CI depth in py313-cython-slow,
+# deep in differential-py311, not on every Python.
+pytestmark = [pytest.mark.c_extension, pytest.mark.slow]
 
 
 def outcome(WebSocket: type[Any], events: list[Any], operation: str, *args: Any, **options: Any) -> Any:

@@ -57,6 +57,7 @@ from servers import NO_PROXY, serve
 
 pytestmark = [
     pytest.mark.anyio,
+    pytest.mark.slow,  # once (py313-cython-slow), not on every Python
     pytest.mark.filterwarnings("ignore:The `websockets` implementation is deprecated"),
     pytest.mark.filterwarnings("ignore:websockets.legacy is deprecated:DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:remove second argument of ws_handler:DeprecationWarning"),

@@ -40,7 +40,7 @@ from websockets.sync.client import connect as sync_connect
 
 from servers import NO_PROXY, serve_process
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # slow: every server, once (py313-cython-slow)
 
 TIMEOUT = 10.0  # any single wait
 START_TIMEOUT = 30.0  # a server's first answer (Daphne imports Twisted: ~2 s on a loaded 2-core VM)

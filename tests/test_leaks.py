@@ -52,7 +52,10 @@ from asgi_helpers import SCOPE, drive
 from bocadillo_ws import InvalidJSON, UnexpectedMessageType
 from bocadillo_ws._view import view_endpoint
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS is read from /proc (Linux)")
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS is read from /proc (Linux)"),
+    pytest.mark.slow,  # once (py313-cython-slow), not on every Python
+]
 
 MESSAGES = int(os.environ.get("BOCADILLO_WS_LEAK_MESSAGES", "200000"))
 PURE_SHARE = 10  # the [py] leg runs MESSAGES // PURE_SHARE

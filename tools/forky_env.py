@@ -15,6 +15,7 @@ of the source tree, so a build inside the root writes nothing into it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -54,8 +55,12 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in BACKENDS:
         sys.exit(f"usage: python3.X {sys.argv[0]} cython|pure [pytest args]")
     backend, pytest_args = argv[0], argv[1:]
-    version = f"{sys.version_info[0]}{sys.version_info[1]}"
-    python = venv(f"py{version}-{backend}")
+    name = f"py{sys.version_info[0]}{sys.version_info[1]}-{backend}"
+    VENVS.mkdir(parents=True, exist_ok=True)
+    # One run per venv at a time (two at once would reinstall under each other).
+    lock = open(VENVS / f"{name}.lock", "w")  # held until the process ends
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    python = venv(name)
     env = dict(os.environ, HYPOTHESIS_PROFILE=os.environ.get("HYPOTHESIS_PROFILE", "ci"))
     if backend == "pure":
         env["BOCADILLO_WS_NO_EXTENSIONS"] = "1"
