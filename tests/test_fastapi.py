@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import pytest
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, WebSocketException
 from starlette.applications import Starlette
-from starlette.endpoints import WebSocketEndpoint
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser, requires
+from starlette.endpoints import WebSocketEndpoint
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection
