@@ -68,7 +68,8 @@ ensure_root() {
     mkdir -p "$(dirname "$ROOT")"
     exec 9>"$LOCK"
     flock 9
-    root_works "$ROOT" || create_root
+    # (an if, not ||: set -e must stay in force inside create_root)
+    if ! root_works "$ROOT"; then create_root; fi
     # The host's DNS and extra CA certificates, so pip inside reaches the index
     # (the bundle is rebuilt when the host's set changed since the last run).
     cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
