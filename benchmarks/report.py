@@ -401,16 +401,20 @@ def render_chart(ops_paths: list[Path], e2e_path: Path | None, out: Path) -> Non
     version_colors = ("#9e9e9e", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
     for row, (title, num, den) in enumerate(VERSION_PANELS, start=1):
         ax = fig.add_subplot(grid[row, :])
+        ratios = [
+            {op: common.ratio(common.op_samples(version_raw), size, op, num, den) for op in ops}
+            for version_raw in per_version
+        ]
+        panel_ops = [op for op in ops if any(by_op[op] is not None for by_op in ratios)]  # e.g. no Starlette receive()
         width = 0.8 / len(per_version)
-        for i, version_raw in enumerate(per_version):
-            samples = common.op_samples(version_raw)
-            xs = [k + (i - (len(per_version) - 1) / 2) * width for k in range(len(ops))]
-            ys = [common.ratio(samples, size, op, num, den) or 0 for op in ops]
+        for i, (version_raw, by_op) in enumerate(zip(per_version, ratios)):
+            xs = [k + (i - (len(per_version) - 1) / 2) * width for k in range(len(panel_ops))]
+            ys = [by_op[op] or 0 for op in panel_ops]
             label = f"Python {version_raw['machine']['python']}"
             ax.bar(xs, ys, width, label=label, color=version_colors[i % len(version_colors)])
         ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xticks(range(len(ops)), ops, rotation=30, ha="right")
-        ax.set_xlim(-0.5, len(ops) - 0.5)
+        ax.set_xticks(range(len(panel_ops)), panel_ops, rotation=30, ha="right")
+        ax.set_xlim(-0.5, len(panel_ops) - 0.5)
         ax.set_ylabel("ratio of ns per call (paired repeats)")
         ax.set_title(f"{title}, {size} chat message, per Python version (no bar: not measured)")
         ax.legend(ncols=len(per_version), fontsize=9)
