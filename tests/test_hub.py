@@ -21,78 +21,16 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketState
 
 import bocadillo_ws
-from asgi_helpers import SCOPE
 from bocadillo_ws import Hub, HubStats
+from hub_helpers import backend_hub, member, settle
 
 pytestmark = pytest.mark.anyio
 
 
-class Peer:
-    """The server side of one member: records what is sent; ``hold()`` pauses frames, ``fail`` breaks sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.gate: asyncio.Event | None = None
-        self.fail: BaseException | None = None
-        self.cancelled = 0
-        self.on_send: Any = None
-        self._inbox: list[dict[str, Any]] = [{"type": "websocket.connect"}]
-        self._closed = asyncio.Event()
-
-    async def receive(self) -> dict[str, Any]:
-        if self._inbox:
-            return self._inbox.pop(0)
-        await self._closed.wait()
-        return {"type": "websocket.disconnect", "code": 1000}
-
-    async def send(self, event: dict[str, Any]) -> None:
-        if self.on_send is not None:
-            self.on_send(event)
-        if self.fail is not None:
-            raise self.fail
-        if event["type"] == "websocket.send" and self.gate is not None:
-            try:
-                await self.gate.wait()  # a paused transport: the frame waits
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
-        self.sent.append(event)
-        if event["type"] == "websocket.close":
-            self._closed.set()
-
-    def hold(self) -> None:
-        self.gate = asyncio.Event()
-
-    def release(self) -> None:
-        assert self.gate is not None
-        self.gate.set()
-        self.gate = None
-
-    @property
-    def frames(self) -> list[Any]:
-        return [e.get("text", e.get("bytes")) for e in self.sent if e["type"] == "websocket.send"]
-
-    @property
-    def texts(self) -> list[Any]:
-        return [json.loads(t) for t in self.frames]
-
-
 @pytest.fixture
 def hub_class(impl: Any) -> type[Hub]:
-    return type("BackendHub", (Hub,), {"_fan_out": staticmethod(impl.module.fan_out)})
+    return backend_hub(impl)
 
-
-async def member(WebSocket: type[Any]) -> tuple[Any, Peer]:
-    peer = Peer()
-    ws = WebSocket(dict(SCOPE), peer.receive, peer.send)
-    await ws.accept()
-    peer.sent.clear()
-    return ws, peer
-
-
-async def settle(rounds: int = 5) -> None:
-    for _ in range(rounds):
-        await asyncio.sleep(0)
 
 
 async def test_every_member_gets_every_message_once_in_order(hub_class: type[Hub], WebSocket: type[Any]) -> None:
