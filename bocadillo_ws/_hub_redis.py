@@ -79,6 +79,10 @@ class RedisLink:
         )
         self._publisher = Redis(connection_pool=pool)
         self._reader = asyncio.get_running_loop().create_task(self._run())
+        try:  # open the publisher's connection now, not on the first publish
+            await asyncio.wait_for(self._publisher.ping(), CONNECT_TIMEOUT)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            logger.debug("Hub: Redis publisher not connected yet: %r", exc)
         # Give the first connection a moment, so that rooms joined at once are live.
         try:
             await asyncio.wait_for(self._up.wait(), SUBSCRIBE_WAIT)
