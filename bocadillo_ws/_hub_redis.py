@@ -69,6 +69,8 @@ class RedisLink:
             "socket_keepalive": True,
             "retry": Retry(NoBackoff(), 0),
             "retry_on_timeout": False,
+            # CLIENT LIST shows whose connections these are.
+            "client_name": f"bocadillo_ws-hub-{os.getpid()}",
         }
 
     async def start(self) -> None:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from asgi_helpers import SCOPE
 from bocadillo_ws import Hub
+from redis_server import free_port
+
+DEMO = Path(__file__).resolve().parents[1] / "demo" / "chat.py"
 
 
 class Peer:
@@ -76,3 +86,31 @@ async def member(WebSocket: type[Any]) -> tuple[Any, Peer]:
 async def settle(rounds: int = 5) -> None:
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+@contextlib.contextmanager
+def demo_process(redis_url: str) -> Iterator[str]:
+    """``python demo/chat.py --port P --redis URL``; yields ``ws://127.0.0.1:P``; stopped by PID."""
+    port = free_port()
+    argv = [sys.executable, str(DEMO), "--port", str(port), "--redis", redis_url]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"demo exited with {process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), 0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("demo did not start") from None
+                time.sleep(0.05)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
