@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError("Hub(url) needs redis-py: pip install 'bocadillo_ws[redis]'") from exc
 
 from ._hub import HubUnavailable
+from ._resp import ReplyError, RespParser
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -44,6 +45,7 @@ BACKOFF_FIRST = 0.025
 BACKOFF_MAX = 0.8  # under 1 s, so rooms are back within 1 s of Redis returning
 SUBSCRIBE_WAIT = 1.0  # join() waits this long for the subscription, then goes on (gap reported later)
 ORIGIN_BYTES = 16
+READ_SIZE = 1 << 16
 
 
 class RedisLink:
@@ -171,7 +173,7 @@ class RedisLink:
                 raise
             except Exception as exc:
                 if not failed:
-                    logger.warning("Hub: Redis subscriber lost (%r); reconnecting", exc)
+                    logger.warning("Hub: Redis subscriber lost (%s: %s); reconnecting", type(exc).__name__, exc)
                 failed = True
             finally:
                 self.connected = False
@@ -185,7 +187,10 @@ class RedisLink:
         return sorted(channel[size:].decode() for channel in self._wanted)
 
     async def _connect(self) -> None:
-        pool = BlockingConnectionPool.from_url(self._url, max_connections=1, socket_timeout=None, **self._kwargs())
+        # protocol=2: RESP2 is what _resp parses (a URL asking for 3 is refused by _read).
+        pool = BlockingConnectionPool.from_url(
+            self._url, max_connections=1, socket_timeout=None, protocol=2, **self._kwargs()
+        )
         connection = self._connection = pool.make_connection()  # type: ignore[no-untyped-call]
         await asyncio.wait_for(connection.connect(), CONNECT_TIMEOUT)
         channels = sorted(self._wanted)
@@ -210,32 +215,46 @@ class RedisLink:
 
     async def _read(self) -> None:
         connection = self._connection
-        hub = self._hub
-        origin = self.origin
-        prefix_size = len(self._prefix)
+        # The socket's stream, read in bulk and parsed here (RESP2, see
+        # _resp): redis-py's connection did the handshake (AUTH, SELECT, TLS).
+        stream = connection._reader
+        parser = RespParser()
         waiting_pong = False
         while True:
-            reply = await connection.read_response(timeout=PING_INTERVAL, push_request=True)
-            if reply is None:
+            try:
+                data = await asyncio.wait_for(stream.read(READ_SIZE), PING_INTERVAL)
+            except asyncio.TimeoutError:
                 if waiting_pong:
-                    raise ConnectionError(f"no reply to PING within {PING_INTERVAL} s (half-open connection?)")
+                    problem = f"no reply to PING within {PING_INTERVAL} s (half-open connection?)"
+                    raise ConnectionError(problem) from None
                 await connection.send_command("PING")
                 waiting_pong = True
                 continue
+            if not data:
+                raise ConnectionError("Redis closed the connection")
             waiting_pong = False
-            kind = reply[0]
-            if kind == b"message":
-                data = reply[2]
-                if data[:ORIGIN_BYTES] == origin:
-                    continue  # our own publish: delivered locally already
-                channel = reply[1]
-                if channel not in self._wanted:
-                    continue  # unsubscribed while it was in flight
-                if data[ORIGIN_BYTES : ORIGIN_BYTES + 1] == b"t":
-                    hub.deliver_local(channel[prefix_size:].decode(), "t", data[ORIGIN_BYTES + 1 :].decode())
-                else:
-                    hub.deliver_local(channel[prefix_size:].decode(), "b", data[ORIGIN_BYTES + 1 :])
-            elif kind == b"subscribe":
-                event = self._confirmed.get(reply[1])
-                if event is not None:
-                    event.set()
+            parser.feed(data)
+            for reply in parser.replies():
+                self._handle(reply)
+
+    def _handle(self, reply: Any) -> None:
+        if type(reply) is not list or not reply:
+            if isinstance(reply, ReplyError):
+                raise reply
+            return  # PONG outside subscribed mode
+        kind = reply[0]
+        if kind == b"message":
+            channel, data = reply[1], reply[2]
+            if data[:ORIGIN_BYTES] == self.origin:
+                return  # our own publish: delivered locally already
+            if channel not in self._wanted:
+                return  # unsubscribed while it was in flight
+            room = channel[len(self._prefix) :].decode()
+            if data[ORIGIN_BYTES : ORIGIN_BYTES + 1] == b"t":
+                self._hub.deliver_local(room, "t", data[ORIGIN_BYTES + 1 :].decode())
+            else:
+                self._hub.deliver_local(room, "b", data[ORIGIN_BYTES + 1 :])
+        elif kind == b"subscribe":
+            event = self._confirmed.get(reply[1])
+            if event is not None:
+                event.set()
