@@ -112,7 +112,7 @@ def variants(members: int) -> dict[str, Callable[[Any], Any]]:
         if module.WebSocketCore is bocadillo_ws._backend.WebSocketCore:
             cls: Any = bocadillo_ws.WebSocket
         else:
-            cls = type("WebSocket", (WebSocketAPI, module.WebSocketCore), {})
+            cls = type("WebSocket", (WebSocketAPI, module.WebSocketCore, StarletteWebSocket), {})
         hub = type("BenchHub", (Hub,), {"_fan_out": staticmethod(module.fan_out)})()
         memberships = []  # kept: a membership leaves the room when it is collected
         for _ in range(members):

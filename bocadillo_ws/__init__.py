@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ._backend import BACKEND
-from ._errors import InvalidJSON, MessageError, UnexpectedMessageType
+from ._errors import InvalidJSON, MessageError, MessageTooBig, RateLimited, UnexpectedMessageType
 from ._hub import Hub, HubStats, HubUnavailable
 from ._message_types import MESSAGE_TYPES
 from ._view import websocket_view
@@ -21,6 +21,8 @@ __all__ = [
     "HubUnavailable",
     "InvalidJSON",
     "MessageError",
+    "MessageTooBig",
+    "RateLimited",
     "UnexpectedMessageType",
     "WebSocket",
     "WebSocketDisconnect",
