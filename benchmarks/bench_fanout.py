@@ -10,7 +10,9 @@ chat message to ``--members`` members:
 - ``starlette``: Starlette's ``for ws in room: await ws.send_json(m)``;
 - ``floor``: encode once, then each server ``send`` with a new event dict;
 - ``hub[pure]`` / ``hub[compiled]``: ``Hub.publish`` with each backend's
-  ``fan_out`` on that backend's ``WebSocket``.
+  ``fan_out`` on that backend's ``WebSocket``;
+- in an event loop, the hub with one member whose send never completes
+  against the same room without it: the others' µs per recipient (paired).
 
 Each repeat times every variant once, in a rotating order; the figures are
 medians over repeats, and the ratios are medians of the per-repeat ratios
@@ -160,6 +162,59 @@ def in_process(members: int, repeats: int, broadcasts: int) -> dict[str, Any]:
     return result
 
 
+# --------------------------------------------------------------------------- one stalled member
+
+
+async def stalled(members: int, repeats: int, publishes: int) -> dict[str, Any]:
+    """µs per recipient of the others with no stalled member and with one whose send never completes (paired)."""
+    import bocadillo_ws
+    from bocadillo_ws import Hub, WebSocket
+
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def room(with_stall: bool) -> tuple[Any, list[Any]]:
+        hub = Hub(on_overflow="drop_newest")  # the stalled member stays stalled (and counted) throughout
+        memberships = []
+        for i in range(members):
+            stall = with_stall and i == members // 2
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "websocket.connect"}
+
+            async def send(event: dict[str, Any], stall: bool = stall) -> None:
+                if stall and event["type"] == "websocket.send":
+                    await never
+
+            ws = WebSocket(dict(SCOPE), receive, send)
+            await ws.accept()
+            membership = hub.join("lobby", ws)
+            await membership.__aenter__()
+            memberships.append(membership)
+        return hub, memberships
+
+    hubs = {"no_stall": await room(False), "one_stalled": await room(True)}
+    message = common.chat_message()
+    times: dict[str, list[float]] = {name: [] for name in hubs}
+    for r in range(repeats):
+        for name in sorted(hubs, reverse=bool(r % 2)):
+            hub = hubs[name][0]
+            start = time.perf_counter_ns()
+            for _ in range(publishes):
+                await hub.publish("lobby", message)
+            times[name].append((time.perf_counter_ns() - start) / 1000 / publishes / (members - 1))
+    stats = hubs["one_stalled"][0].stats()
+    for hub, memberships in hubs.values():
+        for membership in memberships:
+            await membership.__aexit__(None, None, None)
+        await hub.aclose()
+    return {
+        "backend": bocadillo_ws.BACKEND,
+        "us_per_recipient": {name: median(values) for name, values in times.items()},
+        "ratio": median(b / a for a, b in zip(times["no_stall"], times["one_stalled"])),
+        "stalled_member_dropped": stats.dropped,
+    }
+
+
 # --------------------------------------------------------------------------- Redis
 
 
@@ -289,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
             ratio = result["ratios"][name]
             extra = f"   {ratio['speedup_vs_starlette']:.1f}x Starlette's loop, {ratio['x_floor']:.2f}x the floor"
         print(f"  {name:<14} {us:8.3f}{extra}")
+    raw["stalled"] = stall = asyncio.run(stalled(args.members, repeats, broadcasts))
+    print(
+        f"one stalled member (hub on the {stall['backend']} backend): the others {stall['us_per_recipient']['one_stalled']:.3f} µs"
+        f" per recipient vs {stall['us_per_recipient']['no_stall']:.3f} with none ({stall['ratio']:.2f}x)"
+    )
     if not args.no_redis:
         try:
             with redis_url(args.redis) as url:

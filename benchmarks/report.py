@@ -371,6 +371,9 @@ def run_fanout(pythons: dict[str, str], quick: list[str], problems: list[str]) -
             ratio = ratios.get(name)
             vs = f"{ratio['speedup_vs_starlette']:.1f}x / {ratio['x_floor']:.2f}x" if ratio else ""
             rows.append([version, name, f"{value:.3f}", vs])
+        stall = raw.get("stalled")
+        if stall:
+            rows.append([version, "hub, one member stalled", f"{stall['us_per_recipient']['one_stalled']:.3f}", f"{stall['ratio']:.2f}x the no-stall time"])
         redis = raw.get("redis") or {}
         if redis.get("latency_ms", {}).get("p50") is not None:
             lat = redis["latency_ms"]
