@@ -165,7 +165,9 @@ class RedisLink:
                 await self._connect()
                 if failed:
                     self._hub.redis_reconnects += 1
-                    self._hub.report_gap(self._rooms())
+                    rooms = self._rooms()
+                    if rooms:  # a room with no member here missed nothing here
+                        self._hub.report_gap(rooms)
                 failed = False
                 backoff = BACKOFF_FIRST
                 await self._read()
@@ -193,17 +195,19 @@ class RedisLink:
         )
         connection = self._connection = pool.make_connection()  # type: ignore[no-untyped-call]
         await asyncio.wait_for(connection.connect(), CONNECT_TIMEOUT)
-        channels = sorted(self._wanted)
         # PING first: a frozen Redis accepts the TCP connection but never answers.
         await connection.send_command("PING")
         reply = await connection.read_response(timeout=CONNECT_TIMEOUT, push_request=True)
         if reply is None:
             raise ConnectionError("Redis did not answer PING")
+        # From here a join sends its own SUBSCRIBE (connected is True before
+        # the next await): no room joined meanwhile is missed.
+        channels = sorted(self._wanted)
         self._confirmed = {channel: asyncio.Event() for channel in channels}
-        if channels:
-            await connection.send_command("SUBSCRIBE", *channels)
         self.connected = True
         self._up.set()
+        if channels:
+            await connection.send_command("SUBSCRIBE", *channels)
 
     async def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None

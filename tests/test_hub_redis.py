@@ -200,3 +200,27 @@ async def test_a_hub_not_started_refuses_to_publish_remotely(
             await hub.publish("r", 1)
     assert peer.texts == [1]
     await settle()
+
+
+async def test_a_room_joined_while_redis_is_down_is_subscribed_when_it_returns(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    gaps: list[list[str]] = []
+    async with hub_class(redis.url, on_gap=gaps.append) as one, hub_class(redis.url) as two:
+        ws, peer = await member(WebSocket)
+        redis.stop()
+        await until(lambda: not one._redis.connected)  # type: ignore[union-attr]
+        async with one.join("late", ws):
+            assert channels_or_none(redis) is None
+            redis.start()
+            await until(lambda: gaps == [["late"]])
+            await until(lambda: "bocadillo_ws:late" in channels(redis))
+            await two.publish("late", "hello")
+            await until(lambda: peer.texts == ["hello"])
+
+
+def channels_or_none(redis: RedisServer) -> list[str] | None:
+    try:
+        return channels(redis)
+    except OSError:
+        return None
