@@ -328,6 +328,7 @@ def test_bad_options() -> None:
         Hub(max_queue=0)
 
 
+@pytest.mark.c_extension
 def test_fan_out_twins_refuse_the_same_way(both_impls: list[Any]) -> None:
     errors = []
     for impl in both_impls:
@@ -341,6 +342,7 @@ def test_fan_out_twins_refuse_the_same_way(both_impls: list[Any]) -> None:
     assert errors[0][2] == "fan_out() members must be bocadillo_ws WebSockets, got object"
 
 
+@pytest.mark.c_extension
 def test_fan_out_twins_drive_sends_the_same_way(both_impls: list[Any]) -> None:
     """Completed, suspended, failed, refused and skipped members, on each twin: the same outcome."""
     outcomes = []
