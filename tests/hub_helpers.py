@@ -89,10 +89,10 @@ async def settle(rounds: int = 5) -> None:
 
 
 @contextlib.contextmanager
-def demo_process(redis_url: str) -> Iterator[str]:
-    """``python demo/chat.py --port P --redis URL``; yields ``ws://127.0.0.1:P``; stopped by PID."""
+def demo_process(redis_url: str, *options: str) -> Iterator[str]:
+    """``python demo/chat.py --port P --redis URL [options]``; yields ``ws://127.0.0.1:P``; stopped by PID."""
     port = free_port()
-    argv = [sys.executable, str(DEMO), "--port", str(port), "--redis", redis_url]
+    argv = [sys.executable, str(DEMO), "--port", str(port), "--redis", redis_url, *options]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20

@@ -69,3 +69,27 @@ async def send_and_check(sender: ClientConnection, other: ClientConnection) -> N
     for who in (sender, other):
         event = await receive(who)
         assert (event["type"], event["name"], event["text"]) == ("message", "bob", "back")
+
+
+async def test_workers_share_rooms(redis: RedisServer) -> None:
+    with demo_process(redis.url, "--workers", "2") as base:
+        clients = [await client(base, "lobby", f"u{i}").__aenter__() for i in range(8)]
+        try:
+            for i, ws in enumerate(clients):  # its own join notice: its worker has subscribed the room
+                while await receive(ws) != {"type": "join", "room": "lobby", "name": f"u{i}"}:
+                    pass
+            # Both workers run a hub on Redis (their connections carry their pid).
+            for _ in range(500):
+                names = {c.get("name") for c in redis.clients() if c.get("name", "").startswith("bocadillo_ws-hub-")}
+                if len(names) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(names) == 2, names
+            await clients[0].send(json.dumps({"text": "to everyone"}))
+            for ws in clients:
+                while (event := await receive(ws))["type"] != "message":
+                    pass
+                assert event["text"] == "to everyone"
+        finally:
+            for ws in clients:
+                await ws.close()
