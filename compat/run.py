@@ -1,0 +1,191 @@
+"""Run the installed Starlette's and FastAPI's own WebSocket tests against bocadillo_ws.WebSocket.
+
+    python -I compat/run.py [--cache DIR] [--backends cython,python] [pytest args...]
+
+For each framework: download the sdist of the *installed* version (pip, into
+the cache directory, never into the repository), unpack its tests, and run the
+test modules that mention websockets under pytest with
+``bocadillo_compat_plugin`` (which swaps the class in and keeps only the
+WebSocket tests). Once per backend: compiled, then pure
+(``BOCADILLO_WS_NO_EXTENSIONS=1``, read by bocadillo_ws at import time).
+
+Fails on any failure that ``excused.txt`` does not excuse, and on any excused
+test that passes (the list must stay true). Prints the counts per backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FRAMEWORKS = ("starlette", "fastapi")
+# The sdist members a test run needs: never the package source itself, or the
+# tests would import the sdist's copy instead of the installed framework
+# (whose WebSocket class bocadillo_ws subclasses).
+MEMBERS = ("tests/", "docs_src/", "pyproject.toml", "setup.cfg", "pytest.ini")
+BACKENDS = {"cython": {}, "python": {"BOCADILLO_WS_NO_EXTENSIONS": "1"}}
+
+
+@dataclass(frozen=True)
+class Excuse:
+    framework: str
+    node: str  # a node id, or one without its [parameters] for all of them
+    reason: str
+
+    def covers(self, framework: str, nodeid: str) -> bool:
+        return framework == self.framework and (nodeid == self.node or nodeid.startswith(self.node + "["))
+
+
+def read_excused(path: Path) -> list[Excuse]:
+    """``framework node-id -- reason`` per line; ``#`` comments and blank lines ignored."""
+    excuses = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = re.fullmatch(r"(\w+)\s+(\S+)\s+--\s+(.+)", line.strip())
+        if match is None or match[1] not in FRAMEWORKS:
+            raise SystemExit(f"{path}:{number}: expected 'framework node-id -- reason', got {line!r}")
+        excuses.append(Excuse(match[1], match[2], match[3]))
+    return excuses
+
+
+def unpacked_sdist(framework: str, cache: Path) -> Path:
+    """The installed version's tests, from its sdist (downloaded once per version)."""
+    version = importlib.metadata.version(framework)
+    target = cache / f"{framework}-{version}"
+    if (target / ".complete").exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    spec = f"{framework}=={version}"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps", "-d", str(cache), spec],
+        check=True,
+    )
+    archive = next(cache.glob(f"{framework}-{version}.tar.gz"))
+    prefix = f"{framework}-{version}/"
+    with tarfile.open(archive) as tar:
+        wanted = [
+            member
+            for member in tar.getmembers()
+            if member.name.startswith(prefix) and member.name[len(prefix) :].startswith(MEMBERS)
+        ]
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(cache, members=wanted, filter="data")
+        else:  # pragma: no cover - Python 3.10 before 3.10.12
+            tar.extractall(cache, members=wanted)  # noqa: S202 - names checked against MEMBERS above
+    (target / ".complete").touch()
+    return target
+
+
+def websocket_modules(root: Path) -> list[str]:
+    """Test modules that mention websockets; the plugin picks the tests inside them."""
+    return sorted(
+        str(path.relative_to(root))
+        for path in (root / "tests").rglob("test_*.py")
+        if "websocket" in path.read_text(encoding="utf-8").lower()
+    )
+
+
+def run_framework(framework: str, root: Path, backend: str, extra: list[str]) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        report_path = Path(tmp) / "report.json"
+        env = {
+            **os.environ,
+            **BACKENDS[backend],
+            "COMPAT_BACKEND": backend,
+            "COMPAT_REPORT": str(report_path),
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(root)]),
+        }
+        if backend == "cython":
+            env.pop("BOCADILLO_WS_NO_EXTENSIONS", None)
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "bocadillo_compat_plugin",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(root),
+            *extra,
+            *websocket_modules(root),
+        ]
+        print(f"\n=== {framework} on the {backend} backend: {' '.join(command[1:7])} ...", flush=True)
+        subprocess.run(command, cwd=root, env=env, check=False)
+        if not report_path.exists():
+            raise SystemExit(f"{framework}/{backend}: pytest wrote no report (did the plugin load?)")
+        return json.loads(report_path.read_text())  # type: ignore[no-any-return]
+
+
+def judge(framework: str, backend: str, report: dict[str, object], excuses: list[Excuse]) -> tuple[str, list[str]]:
+    """The counts line, and every failure not excused or excuse not true."""
+    outcomes: dict[str, str] = report["outcomes"]  # type: ignore[assignment]
+    problems = []
+    counts: Counter[str] = Counter()
+    for nodeid, outcome in sorted(outcomes.items()):
+        excused = any(excuse.covers(framework, nodeid) for excuse in excuses)
+        if outcome in ("failed", "collection error"):
+            if excused:
+                counts["excused"] += 1
+            else:
+                counts["failed"] += 1
+                problems.append(f"{framework}/{backend}: {outcome} and not excused: {nodeid}")
+        elif outcome in ("passed", "xpassed", "xfailed") and excused:
+            counts["passed"] += 1
+            problems.append(f"{framework}/{backend}: excused but passes (remove it from excused.txt): {nodeid}")
+        elif outcome == "xpassed":
+            counts["failed"] += 1
+            problems.append(f"{framework}/{backend}: xpassed: {nodeid}")
+        else:
+            counts["passed" if outcome in ("passed", "xfailed") else outcome] += 1
+    if not outcomes:
+        problems.append(f"{framework}/{backend}: no test ran")
+    versions = report.get("versions", {})
+    line = (
+        f"--- {framework} {versions.get(framework, '?')} [{report.get('backend')}]:"  # type: ignore[union-attr]
+        f" {counts['passed']} passed, {counts['excused']} excused, {counts['failed']} failed,"
+        f" {counts['skipped']} skipped (upstream's own skip marks);"
+        f" served class checked: {report.get('served')}"
+    )
+    return line, problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=Path(".tox") / "compat-sdists")
+    parser.add_argument("--backends", default="cython,python")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    parser.add_argument("--excused", type=Path, default=HERE / "excused.txt")
+    args, extra = parser.parse_known_args()
+    excuses = read_excused(args.excused)
+    problems: list[str] = []
+    summary = []
+    for framework in args.frameworks.split(","):
+        root = unpacked_sdist(framework, args.cache.resolve())
+        for backend in args.backends.split(","):
+            report = run_framework(framework, root, backend, extra)
+            line, found = judge(framework, backend, report, excuses)
+            print(line, flush=True)
+            summary.append(line)
+            problems += found
+    print("\n=== upstream compatibility summary", *summary, sep="\n")
+    for problem in problems:
+        print("PROBLEM:", problem)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
