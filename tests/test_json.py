@@ -1,4 +1,4 @@
-"""CONTRACT.md §5: the JSON codecs, on both backends."""
+"""docs/contract.md §5: the JSON codecs, on both backends."""
 
 from __future__ import annotations
 
