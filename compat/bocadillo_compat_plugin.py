@@ -52,15 +52,13 @@ def _import_everything(package_name: str) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # deprecated modules warn on import
                 importlib.import_module(info.name)
-        except Exception:  # noqa: S112 - an optional dependency that is missing: nothing to patch there
+        except Exception:  # an optional dependency is missing: nothing to patch there
             continue
 
 
 def _framework_modules() -> list[Any]:
     return [
-        module
-        for name, module in list(sys.modules.items())
-        if module is not None and name.split(".")[0] in FRAMEWORKS
+        module for name, module in list(sys.modules.items()) if module is not None and name.split(".")[0] in FRAMEWORKS
     ]
 
 
@@ -92,7 +90,7 @@ _report: dict[str, Any] = {"outcomes": {}}
 def pytest_configure(config: pytest.Config) -> None:
     expected = os.environ.get("COMPAT_BACKEND")
     if expected and bocadillo_ws.BACKEND != expected:
-        raise pytest.UsageError(f"compat run for backend {expected!r}, but bocadillo_ws.BACKEND={bocadillo_ws.BACKEND!r}")
+        raise pytest.UsageError(f"run for backend {expected!r}, but bocadillo_ws.BACKEND={bocadillo_ws.BACKEND!r}")
     for framework in FRAMEWORKS:
         _import_everything(framework)
     rebound = substitute()
@@ -100,7 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"substitution incomplete: rebound only {rebound}")
     _report["backend"] = bocadillo_ws.BACKEND
     _report["rebound"] = sorted(rebound)
-    _report["versions"] = {name: importlib.import_module(name).__version__ for name in FRAMEWORKS if name in sys.modules}
+    _report["versions"] = {name: sys.modules[name].__version__ for name in FRAMEWORKS if name in sys.modules}
 
 
 def _served_class() -> dict[str, str]:

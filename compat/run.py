@@ -83,7 +83,7 @@ def unpacked_sdist(framework: str, cache: Path) -> Path:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(cache, members=wanted, filter="data")
         else:  # pragma: no cover - Python 3.10 before 3.10.12
-            tar.extractall(cache, members=wanted)  # noqa: S202 - names checked against MEMBERS above
+            tar.extractall(cache, members=wanted)  # names checked against MEMBERS above
     (target / ".complete").touch()
     return target
 
