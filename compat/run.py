@@ -68,9 +68,12 @@ def unpacked_sdist(framework: str, cache: Path) -> Path:
         return target
     cache.mkdir(parents=True, exist_ok=True)
     spec = f"{framework}=={version}"
+    # --no-binary for this one package only: pip prepares the sdist's metadata,
+    # and its build backend (hatchling, pdm-backend) may come as a wheel.
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps", "-d", str(cache), spec],
+        [sys.executable, "-m", "pip", "download", "-q", "--no-binary", framework, "--no-deps", "-d", str(cache), spec],
         check=True,
+        timeout=900,
     )
     archive = next(cache.glob(f"{framework}-{version}.tar.gz"))
     prefix = f"{framework}-{version}/"
