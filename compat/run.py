@@ -156,6 +156,11 @@ def judge(framework: str, backend: str, report: dict[str, object], excuses: list
             counts["passed" if outcome in ("passed", "xfailed") else outcome] += 1
     if not outcomes:
         problems.append(f"{framework}/{backend}: no test ran")
+    # An entry for a test this version does not have is not an error (the list
+    # serves the oldest and the newest release), but it is shown.
+    absent = [e.node for e in excuses if e.framework == framework and not any(e.covers(framework, n) for n in outcomes)]
+    if absent:
+        print(f"note: {framework}/{backend}: excused tests not in this version: {', '.join(absent)}")
     versions = report.get("versions", {})
     line = (
         f"--- {framework} {versions.get(framework, '?')} [{report.get('backend')}]:"  # type: ignore[union-attr]
