@@ -34,7 +34,26 @@ except ImportError:  # pragma: no cover
     fastapi = None  # type: ignore[assignment]
 
 ORIGINAL = starlette.websockets.WebSocket
-OURS = bocadillo_ws.WebSocket
+
+
+def _with_default_value_type(value_type: str) -> type[Any]:
+    """Our class with another default ``value_type``: the check that the excused
+    tests fail only because ``receive()``/``send()`` are typed by default."""
+
+    class WebSocket(bocadillo_ws.WebSocket):  # type: ignore[misc, valid-type]
+        def __init__(self, scope: Any, receive: Any, send: Any, **options: Any) -> None:
+            options.setdefault("value_type", value_type)
+            super().__init__(scope, receive, send, **options)
+
+    WebSocket.__module__ = __name__
+    return WebSocket
+
+
+OURS: type[Any] = (
+    _with_default_value_type(os.environ["COMPAT_VALUE_TYPE"])
+    if os.environ.get("COMPAT_VALUE_TYPE")
+    else bocadillo_ws.WebSocket
+)
 FRAMEWORKS = ("starlette", "fastapi")
 _PACKAGE = "bocadillo_ws"
 
@@ -78,7 +97,7 @@ def leftovers() -> list[str]:
     return [
         f"{name}.{attribute}"
         for name, module in list(sys.modules.items())
-        if module is not None and name.split(".")[0] != _PACKAGE and module is not sys.modules[__name__]
+        if module is not None and name.split(".")[0] != _PACKAGE and name != __name__
         for attribute, value in list(vars(module).items())
         if value is ORIGINAL
     ]
@@ -97,6 +116,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if "starlette.websockets.WebSocket" not in rebound or "starlette.routing.WebSocket" not in rebound:
         raise pytest.UsageError(f"substitution incomplete: rebound only {rebound}")
     _report["backend"] = bocadillo_ws.BACKEND
+    _report["value_type"] = os.environ.get("COMPAT_VALUE_TYPE") or "default"
     _report["rebound"] = sorted(rebound)
     _report["versions"] = {name: sys.modules[name].__version__ for name in FRAMEWORKS if name in sys.modules}
 
