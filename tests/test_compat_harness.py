@@ -55,33 +55,41 @@ def test_failures_not_excused_fail_the_run(run: ModuleType) -> None:
 
 
 def test_excused_failures_pass_and_are_counted(run: ModuleType) -> None:
-    excuse = run.Excuse("starlette", "tests/test_websockets.py::test_b", "typed receive()")
-    line, problems = run.judge(
-        "starlette",
-        "cython",
-        report({"test_a": "passed", "test_b[asyncio]": "failed", "test_b[trio]": "failed"}),
-        [excuse],
-    )
-    assert "1 passed, 2 excused, 0 failed" in line
+    # The plugin marks excused tests strict xfail: a failure there is "excused".
+    outcomes = {"test_a": "passed", "test_b[asyncio]": "excused", "test_b[trio]": "excused", "test_c": "xfailed"}
+    line, problems = run.judge("starlette", "cython", report(outcomes), [])
+    assert "2 passed, 2 excused, 0 failed" in line
     assert problems == []
 
 
 def test_an_excused_test_that_passes_fails_the_run(run: ModuleType) -> None:
-    excuse = run.Excuse("starlette", "tests/test_websockets.py::test_b", "typed receive()")
-    _, problems = run.judge(
-        "starlette", "python", report({"test_b[asyncio]": "failed", "test_b[trio]": "passed"}), [excuse]
-    )
+    outcomes = {"test_b[asyncio]": "excused", "test_b[trio]": "excused but passed"}
+    _, problems = run.judge("starlette", "python", report(outcomes), [])
     assert problems == [
         "starlette/python: excused but passes (remove it from excused.txt): tests/test_websockets.py::test_b[trio]"
     ]
 
 
-def test_an_excuse_is_per_framework(run: ModuleType) -> None:
-    excuse = run.Excuse("fastapi", "tests/test_websockets.py::test_b", "typed receive()")
-    _, problems = run.judge("starlette", "cython", report({"test_b": "failed"}), [excuse])
-    assert problems == ["starlette/cython: failed and not excused: tests/test_websockets.py::test_b"]
+def test_collection_errors_and_xpasses_fail_the_run(run: ModuleType) -> None:
+    outcomes = {"test_a": "collection error", "test_b": "xpassed"}
+    _, problems = run.judge("starlette", "cython", report(outcomes), [])
+    assert len(problems) == 2
 
 
 def test_no_test_run_fails(run: ModuleType) -> None:
     _, problems = run.judge("starlette", "cython", report({}), [])
     assert problems == ["starlette/cython: no test ran"]
+
+
+def test_the_plugin_matches_excuses_by_node_id_or_its_parametrisations() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "compat_plugin_excuse", ROOT / "compat" / "bocadillo_compat_plugin.py"
+    )
+    assert spec is not None and spec.loader is not None
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    excuses = {"tests/t.py::test_b": "typed receive()"}
+    assert plugin._excuse("tests/t.py::test_b[trio]", excuses) == "typed receive()"
+    assert plugin._excuse("tests/t.py::test_b", excuses) == "typed receive()"
+    assert plugin._excuse("tests/t.py::test_bc", excuses) is None
+    assert plugin._excuse("tests/t.py::test_a", excuses) is None
