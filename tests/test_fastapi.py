@@ -17,6 +17,7 @@ import pytest
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, WebSocketException
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser, requires
+from starlette.endpoints import WebSocketEndpoint
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection
@@ -191,3 +192,28 @@ def test_requires_accepts_our_websocket(WebSocket: type[Any], framework: str) ->
             assert ws.receive_text() == "hello ana"
         with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws") as ws:
             ws.receive_text()  # refused: closed before accept
+
+
+def test_websocket_endpoint_subclass_keeps_starlettes_dispatch(WebSocket: type[Any]) -> None:
+    # Starlette's WebSocketEndpoint.dispatch() builds its own Starlette WebSocket
+    # and reads raw events from its receive(): the documented way is to wrap
+    # that object in on_connect, for the typed sends and the close codes.
+    class Echo(WebSocketEndpoint):
+        encoding = "json"
+
+        async def on_connect(self, websocket: StarletteWebSocket) -> None:
+            self.ws = WebSocket.from_starlette(websocket, value_type="json")
+            await self.ws.accept()
+
+        async def on_receive(self, websocket: StarletteWebSocket, data: Any) -> None:
+            await self.ws.send({"echo": data})
+            if data == "bye":
+                await self.ws.close(4000)
+
+    app = Starlette(routes=[WebSocketRoute("/ws", Echo)])
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        ws.send_json({"n": 1})
+        assert ws.receive_json() == {"echo": {"n": 1}}
+        ws.send_json("bye")
+        assert ws.receive_json() == {"echo": "bye"}
+        assert ws.receive()["code"] == 4000
