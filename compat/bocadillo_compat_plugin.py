@@ -42,7 +42,7 @@ def _with_default_value_type(value_type: str) -> type[Any]:
     """Our class with another default ``value_type``: the check that the excused
     tests fail only because ``receive()``/``send()`` are typed by default."""
 
-    class WebSocket(bocadillo_ws.WebSocket):  # type: ignore[misc, valid-type]
+    class WebSocket(bocadillo_ws.WebSocket):
         def __init__(self, scope: Any, receive: Any, send: Any, **options: Any) -> None:
             options.setdefault("value_type", value_type)
             super().__init__(scope, receive, send, **options)
@@ -181,7 +181,8 @@ _excused: set[str] = set()
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     excuses = _excuses()
-    kept, dropped = [], []
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         module_name = item.path.name.lower()
         in_ws_module = "websocket" in module_name or module_name.startswith("test_ws_")

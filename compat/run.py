@@ -27,6 +27,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FRAMEWORKS = ("starlette", "fastapi")
@@ -102,7 +103,7 @@ def websocket_modules(root: Path) -> list[str]:
 
 def run_framework(
     framework: str, root: Path, backend: str, extra: list[str], excuses: list[Excuse], value_type: str | None = None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         report_path = Path(tmp) / "report.json"
         excuses_path = Path(tmp) / "excuses.json"
@@ -137,12 +138,13 @@ def run_framework(
         subprocess.run(command, cwd=root, env=env, check=False)
         if not report_path.exists():
             raise SystemExit(f"{framework}/{backend}: pytest wrote no report (did the plugin load?)")
-        return json.loads(report_path.read_text())  # type: ignore[no-any-return]
+        result: dict[str, Any] = json.loads(report_path.read_text())
+        return result
 
 
-def judge(framework: str, backend: str, report: dict[str, object], excuses: list[Excuse]) -> tuple[str, list[str]]:
+def judge(framework: str, backend: str, report: dict[str, Any], excuses: list[Excuse]) -> tuple[str, list[str]]:
     """The counts line, and every failure not excused or excuse not true."""
-    outcomes: dict[str, str] = report["outcomes"]  # type: ignore[assignment]
+    outcomes: dict[str, str] = report["outcomes"]
     problems = []
     counts: Counter[str] = Counter()
     for nodeid, outcome in sorted(outcomes.items()):
@@ -166,7 +168,7 @@ def judge(framework: str, backend: str, report: dict[str, object], excuses: list
     versions = report.get("versions", {})
     mode = "" if report.get("value_type") in (None, "default") else f", value_type={report['value_type']!r}"
     line = (
-        f"--- {framework} {versions.get(framework, '?')} [{report.get('backend')}{mode}]:"  # type: ignore[union-attr]
+        f"--- {framework} {versions.get(framework, '?')} [{report.get('backend')}{mode}]:"
         f" {counts['passed']} passed, {counts['excused']} excused, {counts['failed']} failed,"
         f" {counts['skipped']} skipped (upstream's own skip marks);"
         f" served class checked: {report.get('served')}"
