@@ -22,6 +22,9 @@ LOCK="$ROOT.lock"
 PROJECT=$(cd "$(dirname "$0")/.." && pwd -P)
 MIRROR=${BOCADILLO_WS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=python3.14-dev,python3.14-venv,python3.15-dev,python3.15-venv,gcc,g++,make,git,ca-certificates
+# Installed into an existing root too, when missing: the Hub's Redis tests
+# start a redis-server of their own (tests/redis_server.py), as on the host.
+EXTRA_PACKAGES=(redis-server)
 CLEAN_PATH=/usr/local/bin:/usr/bin:/bin
 
 die() { echo "forky_root.sh: $*" >&2; exit 1; }
@@ -53,7 +56,7 @@ create_root() {
     # Its own mounts (proc, sys) live and die in a private namespace.
     echo "forky_root.sh: creating $ROOT (about a minute, ~1 GB)" >&2
     unshare --mount --propagation private \
-        debootstrap --variant=minbase --include="$PACKAGES" \
+        debootstrap --variant=minbase --include="$PACKAGES,$(IFS=,; echo "${EXTRA_PACKAGES[*]}")" \
         forky "$tmp" "$MIRROR" /usr/share/debootstrap/scripts/sid
     chroot "$tmp" /usr/bin/env -i PATH=$CLEAN_PATH apt-get clean
     touch "$tmp/.bocadillo_ws-ready"
@@ -80,6 +83,21 @@ ensure_root() {
         cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/" 2>/dev/null || true
         chroot "$ROOT" /usr/bin/env -i PATH=$CLEAN_PATH /usr/sbin/update-ca-certificates --fresh >/dev/null
         echo "$sums" >"$stamp"
+    fi
+    local missing=() package
+    for package in "${EXTRA_PACKAGES[@]}"; do
+        chroot "$ROOT" dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" ||
+            missing+=("$package")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        # No service may start inside the root (policy-rc.d: 101 = forbidden);
+        # the mirror's forky Release may be past its Valid-Until (debootstrap
+        # does not check it, apt does).
+        printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d" && chmod +x "$ROOT/usr/sbin/policy-rc.d"
+        chroot "$ROOT" /usr/bin/env -i PATH=$CLEAN_PATH:/usr/sbin:/sbin DEBIAN_FRONTEND=noninteractive \
+            sh -c 'apt-get update -q -o Acquire::Check-Valid-Until=false &&
+                apt-get install -y -q --no-install-recommends "$@" && apt-get clean' \
+            sh "${missing[@]}"
     fi
     flock -u 9
     exec 9>&-
