@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import release_check as rc  # noqa: E402
+import release_check as rc
 
 FREE_THREADED_REASON = "this CPython is free-threaded (Py_GIL_DISABLED)"
 
@@ -72,8 +72,13 @@ def checks(python: str, work: Path, logs: Path, timings: list[tuple[str, float]]
     with rc.step(f"1. the interpreter: {python}", timings):
         facts = json.loads(
             rc.run(
-                [python, "-I", "-c", "import json, sys, sysconfig; print(json.dumps([sys.version, "
-                 "sysconfig.get_config_var('Py_GIL_DISABLED'), sys._is_gil_enabled()]))"],
+                [
+                    python,
+                    "-I",
+                    "-c",
+                    "import json, sys, sysconfig; print(json.dumps([sys.version, "
+                    "sysconfig.get_config_var('Py_GIL_DISABLED'), sys._is_gil_enabled()]))",
+                ],
                 logs / "interpreter.log",
             )
         )

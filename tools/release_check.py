@@ -372,7 +372,8 @@ def repair_wheel(wheel: Path, out: Path, logs: Path) -> Path:
     check(not debug, f"{after_name} still has {debug}")
     check("PyInit__codec" in exported, f"{after_name} no longer exports PyInit__codec")
     ok("the .so is stripped: no .symtab, no .debug_* sections; PyInit__codec still exported")
-    ok(f"sizes: wheel {wheel.stat().st_size:,} -> {repaired.stat().st_size:,} B, .so {len(before):,} -> {len(after):,} B")
+    sizes = f"wheel {wheel.stat().st_size:,} -> {repaired.stat().st_size:,} B, .so {len(before):,} -> {len(after):,} B"
+    ok(f"sizes: {sizes}")
     return repaired
 
 
