@@ -288,7 +288,10 @@ def check_wheel(wheel: Path, files: list[str], *, compiled: bool, platform_prefi
     expected = package_files(files, (".py", ".pyi")) | {f"{PACKAGE}/py.typed"}
     if compiled:
         check(
-            python == CP_TAG and abi == CP_TAG and platform != "any" and platform.startswith(platform_prefix),
+            python == CP_TAG
+            and abi == CP_TAG
+            and platform != "any"
+            and any(tag.startswith(platform_prefix) for tag in platform.split(".")),
             f"compiled wheel tags {python}-{abi}-{platform}, expected {CP_TAG}-{CP_TAG}-{platform_prefix}<platform>",
         )
         ok(f"CPython platform wheel: {python}-{abi}-{platform}")
@@ -355,7 +358,9 @@ def repair_wheel(wheel: Path, out: Path, logs: Path) -> Path:
     run([*auditwheel, "repair", "--strip", "-w", out, wheel], logs / "auditwheel-repair.log")
     (repaired,) = out.glob("*.whl")
     _, _, platform = wheel_tags(repaired)
-    check(platform.startswith("manylinux_"), f"auditwheel repair made {repaired.name}, not a manylinux_* wheel")
+    # e.g. "manylinux2014_x86_64.manylinux_2_17_x86_64": the legacy alias and the PEP 600 tag.
+    pep600 = [tag for tag in platform.split(".") if tag.startswith("manylinux_")]
+    check(pep600, f"auditwheel repair made {repaired.name}, not a manylinux_* wheel")
     ok(f"auditwheel repair --strip: {repaired.name}")
     shown = run([*auditwheel, "show", repaired], logs / "auditwheel-show.log")
     match = SHOW_TAG.search(shown)
