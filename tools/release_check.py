@@ -284,7 +284,8 @@ def check_wheel(wheel: Path, files: list[str], *, compiled: bool, platform_prefi
         names = zf.namelist()
         wheel_info = wheel_metadata(names, zf, "WHEEL")
         metadata = wheel_metadata(names, zf, "METADATA")
-    content = {n for n in names if ".dist-info/" not in n}
+    # auditwheel writes directory entries too ("bocadillo_ws/"): files only.
+    content = {n for n in names if ".dist-info/" not in n and not n.endswith("/")}
     expected = package_files(files, (".py", ".pyi")) | {f"{PACKAGE}/py.typed"}
     if compiled:
         check(
@@ -385,7 +386,9 @@ def repair_wheel(wheel: Path, out: Path, logs: Path) -> Path:
 # --------------------------------------------------------------------------- the test suite
 
 
-def run_suite(venv: Venv, tree: Path, probe_dir: Path, *, compiled: bool, logs: Path) -> str:
+def run_suite(
+    venv: Venv, tree: Path, probe_dir: Path, *, compiled: bool, logs: Path, pytest_args: Sequence[str] = ()
+) -> str:
     probe_out = logs / f"probe-{venv.path.name}.json"
     env = clean_env(PYTHONPATH=str(probe_dir), RELEASE_PROBE_OUT=str(probe_out))
     env.setdefault("HYPOTHESIS_PROFILE", "dev")
@@ -394,6 +397,7 @@ def run_suite(venv: Venv, tree: Path, probe_dir: Path, *, compiled: bool, logs: 
     command: list[str | Path] = [venv.path / "bin" / "pytest", "-p", "no:cacheprovider", "-p", "release_probe", "-q"]
     if not compiled:
         command.append("--no-c-extensions")
+    command += pytest_args
     log = logs / f"pytest-{venv.path.name}.log"
     output = run(command, log, cwd=tree, env=env)
     summary = output.strip().splitlines()[-1]
