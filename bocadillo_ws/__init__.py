@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ._backend import BACKEND
-from ._errors import InvalidJSON, MessageError, UnexpectedMessageType
+from ._errors import InvalidJSON, MessageError, MessageTooBig, RateLimited, UnexpectedMessageType
 from ._message_types import MESSAGE_TYPES
 from ._view import websocket_view
 from ._websocket import WebSocket
@@ -17,6 +17,8 @@ __all__ = [
     "MESSAGE_TYPES",
     "InvalidJSON",
     "MessageError",
+    "MessageTooBig",
+    "RateLimited",
     "UnexpectedMessageType",
     "WebSocket",
     "WebSocketDisconnect",
