@@ -41,9 +41,9 @@ FREE_THREADED_REASON = "this CPython is free-threaded (Py_GIL_DISABLED)"
 # to 3.14t"). Their tests are deselected by name (-k) and the count printed; a
 # missing orjson is itself a case the package handles (a clear ImportError).
 NOT_ON_FREE_THREADED = {"orjson", "daphne"}
-# Newer hypothesis releases are sdists with a Rust part on cp3XXt: take the
-# newest release with a pure wheel.
-ONLY_BINARY = "hypothesis"
+# Some newest releases have no cp3XXt wheel and need Rust to build (hypothesis,
+# pydantic-core): --prefer-binary takes the newest release that has a wheel
+# for this interpreter, and builds from source only what has none (ujson).
 
 
 def test_requirements(sdist: Path) -> list[str]:
@@ -124,9 +124,7 @@ def checks(python: str, work: Path, logs: Path, timings: list[tuple[str, float]]
         (sdist,) = dist.glob("*.tar.gz")
         venv = rc.Venv(work / "venv-ft", logs, base=python)
         requirements = test_requirements(sdist)
-        output = venv.pip_install(
-            str(sdist), *requirements, "--only-binary", ONLY_BINARY, log="pip-sdist.log", verbose=True
-        )
+        output = venv.pip_install(str(sdist), *requirements, "--prefer-binary", log="pip-sdist.log", verbose=True)
         rc.check(rc.PURE_BANNER in output, f"pip's build of the sdist did not print {rc.PURE_BANNER!r}")
         rc.check(rc.COMPILED_BANNER not in output, "pip's build of the sdist printed the compiled banner")
         rc.check(f"because {FREE_THREADED_REASON}" in output, "the build's banner does not say it is free-threaded")
