@@ -43,7 +43,10 @@ FREE_THREADED_REASON = "this CPython is free-threaded (Py_GIL_DISABLED)"
 NOT_ON_FREE_THREADED = {"orjson", "daphne"}
 # Some newest releases have no cp3XXt wheel and need Rust to build (hypothesis,
 # pydantic-core): --prefer-binary takes the newest release that has a wheel
-# for this interpreter, and builds from source only what has none (ujson).
+# for this interpreter, and builds from source only what has none (ujson);
+# pydantic-core, pinned exactly by pydantic, must be a wheel, so pip picks
+# the newest pydantic whose pydantic-core has one.
+WHEELS_ONLY = "pydantic-core"
 
 
 def test_requirements(sdist: Path) -> list[str]:
@@ -124,7 +127,15 @@ def checks(python: str, work: Path, logs: Path, timings: list[tuple[str, float]]
         (sdist,) = dist.glob("*.tar.gz")
         venv = rc.Venv(work / "venv-ft", logs, base=python)
         requirements = test_requirements(sdist)
-        output = venv.pip_install(str(sdist), *requirements, "--prefer-binary", log="pip-sdist.log", verbose=True)
+        output = venv.pip_install(
+            str(sdist),
+            *requirements,
+            "--prefer-binary",
+            "--only-binary",
+            WHEELS_ONLY,
+            log="pip-sdist.log",
+            verbose=True,
+        )
         rc.check(rc.PURE_BANNER in output, f"pip's build of the sdist did not print {rc.PURE_BANNER!r}")
         rc.check(rc.COMPILED_BANNER not in output, "pip's build of the sdist printed the compiled banner")
         rc.check(f"because {FREE_THREADED_REASON}" in output, "the build's banner does not say it is free-threaded")
