@@ -7,6 +7,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from ._backend import BACKEND
 from ._errors import InvalidJSON, MessageError, UnexpectedMessageType
 from ._message_types import MESSAGE_TYPES
+from ._origin import OriginMiddleware, OriginPolicy, refuse_cross_origin
 from ._view import websocket_view
 from ._websocket import WebSocket
 
@@ -17,9 +18,12 @@ __all__ = [
     "MESSAGE_TYPES",
     "InvalidJSON",
     "MessageError",
+    "OriginMiddleware",
+    "OriginPolicy",
     "UnexpectedMessageType",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketState",
+    "refuse_cross_origin",
     "websocket_view",
 ]
