@@ -199,9 +199,9 @@ async def server_closes(client: ClientConnection) -> tuple[int | None, str | Non
     return info.value.rcvd.code, info.value.rcvd.reason
 
 
-async def handshake_refused(url: str) -> InvalidStatus:
+async def handshake_refused(url: str, **kwargs: Any) -> InvalidStatus:
     with pytest.raises(InvalidStatus) as info:
-        async with client_for(url):
+        async with client_for(url, **kwargs):
             pass  # pragma: no cover - the handshake must fail
     return info.value
 
@@ -338,6 +338,36 @@ async def test_denial_response(server: Server) -> None:
             {"denial": "unsupported", "error": "The server doesn't support the Websocket Denial Response extension."}
         ]
         assert [event["type"] for event in record["sent"]] == ["websocket.close"]
+
+
+# --------------------------------------------------------------------------- origin checks
+
+
+@pytest.mark.parametrize("path", ["/origin/view", "/origin/helper", "/origin/middleware"])
+async def test_origin_check(server: Server, path: str) -> None:
+    """Cross-site WebSocket hijacking refused: another site's page gets a 403; the app's own page and a listed one chat."""
+    same = "http://" + server.base.removeprefix("ws://")
+    for origin in (same, "http://friend.example", None):
+        token, url = server.url(path)
+        async with client_for(url, origin=origin) as client:
+            await client.send("hello")
+            assert await recv(client) == "hello"
+        record = await server.report(token)
+        assert record["error"] is None
+        assert record["sent"][0]["type"] == "websocket.accept"
+    for origin in ("http://evil.example", "null", same.replace("http:", "https:"), "http://127.0.0.1:1"):
+        token, url = server.url(path)
+        refused = await handshake_refused(url, origin=origin)
+        assert refused.response.status_code == 403
+        record = await server.report(token)
+        assert record["error"] is None
+        assert "view ran" not in record["notes"]
+        sent = [event["type"] for event in record["sent"]]
+        if server.quirks.denial_response:
+            assert bytes(refused.response.body) == b"Origin not allowed"
+            assert sent == ["websocket.http.response.start", "websocket.http.response.body"]
+        else:  # Daphne: a close before accept, which it answers with a 403
+            assert [(event["type"], event["code"]) for event in record["sent"]] == [("websocket.close", 1008)]
 
 
 # --------------------------------------------------------------------------- close codes and reasons
