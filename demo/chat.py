@@ -2,7 +2,7 @@
 
 Run it, from the repository root, with bocadillo_ws installed::
 
-    python demo/chat.py [--host 127.0.0.1] [--port 8000]
+    python demo/chat.py [--host 127.0.0.1] [--port 8000] [--allow-origin ORIGIN ...]
 
 Run it by path, not with ``python -m``: ``-m`` puts the repository root on
 ``sys.path``, and the source tree's ``bocadillo_ws/`` (without the compiled
@@ -27,6 +27,12 @@ The ``name`` query parameter is optional (``anonymous`` by default), at most
 32 characters once stripped of surrounding spaces; a room name is at most
 64 characters.
 
+Origins: a handshake from another site's page is refused with HTTP 403
+(Cross-Site WebSocket Hijacking; docs/security.md). The demo's own page
+(same origin) is accepted, and so are the origins given with
+``--allow-origin`` (repeatable; ``https://*.example.com`` for subdomains)
+and handshakes without ``Origin`` (non-browser clients).
+
 Close codes the server uses:
 
 - ``1000``: normal closure (server shutting down the connection cleanly).
@@ -46,6 +52,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -158,15 +165,20 @@ class Rooms:
             del self._rooms[room]  # empty rooms would otherwise pile up forever
 
 
-def create_app(rooms: Rooms | None = None) -> Starlette:
-    """A fresh chat app with its own ``Rooms`` (also at ``app.state.rooms``)."""
+def create_app(rooms: Rooms | None = None, *, allowed_origins: Iterable[str] = ()) -> Starlette:
+    """A fresh chat app with its own ``Rooms`` (also at ``app.state.rooms``).
+
+    Same-origin handshakes, ``allowed_origins`` and handshakes without
+    ``Origin`` are accepted; any other origin gets a 403.
+    """
     rooms = Rooms() if rooms is None else rooms
+    origins = list(allowed_origins)
     page = PAGE.read_text(encoding="utf-8")  # read once: the page is static
 
     async def homepage(request: Request) -> HTMLResponse:
         return HTMLResponse(page)
 
-    @websocket_view(value_type="json")
+    @websocket_view(value_type="json", same_origin=True, allowed_origins=origins)
     async def chat(ws: WebSocket) -> None:
         room: str = ws.path_params["room"]
         try:
@@ -200,6 +212,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="bocadillo_ws chat demo")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept WebSockets from pages of ORIGIN (repeatable; default: same origin only)",
+    )
     args = parser.parse_args(argv)
 
     # Imported here so that importing this module (tests, other servers)
@@ -209,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     print(f"bocadillo_ws {bocadillo_ws.__version__}, backend: {bocadillo_ws.BACKEND}", flush=True)
     print(f"chat on http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(create_app(), host=args.host, port=args.port)
+    uvicorn.run(create_app(allowed_origins=args.allow_origin), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

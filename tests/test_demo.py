@@ -18,9 +18,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketDenialResponse
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import bocadillo_ws
 from servers import serve
@@ -281,3 +281,47 @@ def test_main_prints_the_backend_and_runs_uvicorn(
     [call] = calls
     assert (call["host"], call["port"]) == ("127.0.0.1", 8765)
     assert call["app"].state.rooms.rooms() == []
+
+
+# --------------------------------------------------------------------------- origins
+
+
+async def handshake_status(url: str, origin: str | None) -> int:
+    """101 if the handshake succeeds, else the HTTP status the client got."""
+    try:
+        async with connect(url, origin=origin, open_timeout=ARRIVES, close_timeout=ARRIVES) as ws:
+            assert (await receive(ws))["type"] == "join"
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+async def test_cross_origin_handshake_is_refused() -> None:
+    """Cross-Site WebSocket Hijacking: another site's page gets a 403 and never joins; the own page, a listed origin and a non-browser client do."""
+    app = chat.create_app(allowed_origins=["https://*.friend.example"])
+    with serve(app) as base_url:
+        own = "http://" + base_url.removeprefix("ws://")
+        url = f"{base_url}/ws/lobby?name=mallory"
+        assert await handshake_status(url, "http://evil.example") == 403
+        assert await handshake_status(url, "null") == 403
+        assert await handshake_status(url, "https://friend.example") == 403  # the domain itself is not listed
+        assert app.state.rooms.rooms() == []  # mallory never joined
+        assert await handshake_status(url, own) == 101
+        assert await handshake_status(url, "https://chat.friend.example") == 101
+        assert await handshake_status(url, None) == 101
+
+
+def test_main_allow_origin(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    apps: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    chat.main(["--allow-origin", "http://one.example", "--allow-origin", "http://two.example:8080"])
+    http = TestClient(apps[0])
+    for origin in ("http://testserver", "http://one.example", "http://two.example:8080"):
+        with http.websocket_connect("/ws/lobby", headers={"origin": origin}) as ws:
+            assert ws.receive_json()["type"] == "join"
+    with pytest.raises(WebSocketDenialResponse) as refused:
+        with http.websocket_connect("/ws/lobby", headers={"origin": "http://two.example"}):
+            pass  # pragma: no cover
+    assert refused.value.status_code == 403
