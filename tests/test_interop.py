@@ -92,16 +92,29 @@ class Quirks:
     # Hypercorn closes with 1011 when the app's call ends while connected,
     # Daphne's application checker with 1011 within a second.
     error_after_accept_close: int | None = 1011
+    # The server's own cap on an incoming message (its default; the app sees
+    # nothing bigger): uvicorn's ws_max_size and Hypercorn's
+    # websocket_max_message_size are 16 MiB, Daphne's
+    # websocket_max_message_size (autobahn's maxMessagePayloadSize) 1 MiB.
+    max_message_size: int = 16 * 1024 * 1024
+    # Past that cap, (the close code the client gets, the code of the app's
+    # websocket.disconnect). uvicorn's "websockets" and Hypercorn close with
+    # 1009 but tell the app 1006; websockets-sansio and wsproto tell it 1009.
+    # Daphne (autobahn, failByDrop) drops the TCP connection with no close
+    # frame: the client sees 1006 (None here), the app 1006.
+    over_cap_codes: tuple[int | None, int] = (1009, 1006)
 
 
 UVICORN = Quirks(error_before_accept=(500, b"Internal Server Error"), error_after_accept_close=None)
 QUIRKS = {
     "uvicorn-websockets": UVICORN,
     # websockets-sansio and wsproto report a lost connection as 1005 (no status received).
-    "uvicorn-websockets-sansio": replace(UVICORN, lost_connection_code=1005),
-    "uvicorn-wsproto": replace(UVICORN, lost_connection_code=1005),
+    "uvicorn-websockets-sansio": replace(UVICORN, lost_connection_code=1005, over_cap_codes=(1009, 1009)),
+    "uvicorn-wsproto": replace(UVICORN, lost_connection_code=1005, over_cap_codes=(1009, 1009)),
     "hypercorn": Quirks(both_receive_keys=True, client_close_code=1006),
     "daphne": Quirks(
+        max_message_size=1024 * 1024,
+        over_cap_codes=(None, 1006),
         drops_empty_messages=True,
         drops_accept_headers=True,
         drops_close_reasons=True,
@@ -368,6 +381,30 @@ async def test_origin_check(server: Server, path: str) -> None:
             assert sent == ["websocket.http.response.start", "websocket.http.response.body"]
         else:  # Daphne: a close before accept, which it answers with a 403
             assert [(event["type"], event["code"]) for event in record["sent"]] == [("websocket.close", 1008)]
+
+
+# --------------------------------------------------------------------------- size limits
+
+
+async def test_server_cap_acts_first(server: Server) -> None:
+    """A message over the server's own cap never reaches the app: the server ends the connection itself.
+
+    What the client and the app then see differs per server (``Quirks.over_cap_codes``).
+    """
+    cap = server.quirks.max_message_size
+    token, url = server.url("/echo/bytes")
+    async with client_for(url, max_size=None) as client:
+        await client.send(b"x" * cap)  # at the cap: delivered
+        assert await recv(client) == b"x" * cap
+        await client.send(b"x" * (cap + 1))
+        code, _ = await server_closes(client)
+    client_code, app_code = server.quirks.over_cap_codes
+    assert code == client_code
+    record = await server.report(token)
+    assert record["error"] is None
+    frames = [event for event in record["received"] if event["type"] == "websocket.receive"]
+    assert len(frames) == 1  # only the first message reached the app
+    assert [note["disconnect"][0] for note in record["notes"]] == [app_code]
 
 
 # --------------------------------------------------------------------------- close codes and reasons
