@@ -118,7 +118,9 @@ def bocadillo_class(backend: str) -> type[Any] | None:
         return None
     if module.WebSocketCore is bocadillo_ws._backend.WebSocketCore:
         return bocadillo_ws.WebSocket  # the live backend: the public class itself
-    return type("WebSocket", (WebSocketAPI, module.WebSocketCore), {"__module__": __name__})
+    from starlette.websockets import WebSocket as StarletteWebSocket
+
+    return type("WebSocket", (WebSocketAPI, module.WebSocketCore, StarletteWebSocket), {"__module__": __name__})
 
 
 def check_installed_package() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ._backend import BACKEND
-from ._errors import InvalidJSON, MessageError, UnexpectedMessageType
+from ._errors import InvalidJSON, MessageError, MessageTooBig, RateLimited, UnexpectedMessageType
 from ._message_types import MESSAGE_TYPES
 from ._origin import OriginMiddleware, OriginPolicy, refuse_cross_origin
 from ._view import websocket_view
@@ -18,8 +18,10 @@ __all__ = [
     "MESSAGE_TYPES",
     "InvalidJSON",
     "MessageError",
+    "MessageTooBig",
     "OriginMiddleware",
     "OriginPolicy",
+    "RateLimited",
     "UnexpectedMessageType",
     "WebSocket",
     "WebSocketDisconnect",

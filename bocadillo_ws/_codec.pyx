@@ -4,22 +4,24 @@
 Same classes, same behaviour, same exceptions and messages as the pure-Python
 module; any change here lands there in the same commit, and the reverse.
 What differs is how: states and message kinds are C ints, events are read
-with the dict C API when they are plain dicts, the codecs are called through
-C-level method slots, and the message methods return a ``_Call`` (a C-level
-coroutine) instead of creating a Python coroutine frame per message.
+with the dict C API when they are plain dicts, and the codecs are called
+through C-level method slots. The message methods themselves are Python
+coroutine functions (``_codec_methods``) over the C helpers at the end of
+this file: a real ``async def`` is what ``inspect.iscoroutinefunction`` and
+every framework's "is this async?" check accept, and CPython 3.11+ runs its
+``await`` of the server's coroutine without leaving the eval loop.
 """
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.exc cimport PyErr_SetObject
 from libc.string cimport memchr, memcmp
-from cpython.ref cimport PyObject, Py_INCREF, Py_REFCNT, Py_XDECREF
+from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_1BYTE_KIND, PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND, PyUnicode_READ
 
 import sys
 
 import ujson
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketState
 
 from . import _json_fallback as fallback
 from . import _starlette_states as states
@@ -45,19 +47,6 @@ cdef str _MODE_ERROR = 'The "mode" argument should be "text" or "binary".'
 
 cdef object _ujson_dumps = ujson.dumps
 cdef object _ujson_loads = ujson.loads
-
-
-cdef inline object _get(object event, str key):
-    # event.get(key), through the dict C API for the plain dicts servers send.
-    if type(event) is dict:
-        return (<dict>event).get(key)
-    return event.get(key)
-
-
-cdef inline object _type_of(object event):
-    if type(event) is dict:
-        return (<dict>event)["type"]
-    return event["type"]
 
 
 # --------------------------------------------------------------------------- codecs
@@ -318,335 +307,15 @@ def make_json_codec(spec="ujson"):
     return fallback.resolve(spec, _NAMED_CODECS, CustomJSONCodec)
 
 
-# --------------------------------------------------------------------------- C-level coroutines
-#
-# ``await ws.receive_text()`` costs, with an ``async def`` method, a coroutine
-# object and a frame, on top of the server's own coroutine. The methods below
-# return a ``_Call`` instead: a small object (from a free list) that is its
-# own awaitable iterator and drives the server's awaitable with PyIter_Send.
-# It has the slots CPython's ``await`` uses: ``am_send`` (3.10, 3.11), which
-# hands the result back without raising StopIteration, and ``tp_iternext``
-# (3.12+, whose ``await`` calls it directly). Cython has no syntax for
-# either slot, so they are written as C functions and set on the type at
-# import time. ``send``/``throw``/``close`` make it a
-# ``collections.abc.Coroutine``, so ``asyncio.create_task(ws.receive_text())``
-# works as with Starlette.
-
-cdef extern from "Python.h":
-    # PYGEN_NEXT: the awaitable yielded (to the event loop); PYGEN_RETURN: done.
-    enum:
-        PYGEN_RETURN
-        PYGEN_NEXT
-    # -1 (PYGEN_ERROR) means an exception is set: Cython raises it.
-    int PyIter_Send(object iterator, object value, PyObject** result) except -1
-    bint PyCoro_CheckExact(object obj)
-    # Declared with our functions' error returns: the C types are the same.
-    ctypedef int (*_sendfunc)(PyObject*, PyObject*, PyObject**) except -1
-    ctypedef PyObject* (*_iternextfunc)(PyObject*) except NULL
-    ctypedef struct _AsyncSlots "PyAsyncMethods":
-        _sendfunc am_send
-    ctypedef struct _TypeSlots "PyTypeObject":
-        _AsyncSlots* tp_as_async
-        _iternextfunc tp_iternext
-    void PyType_Modified(_TypeSlots* type)
-
-
-# What a _Call does.
-cdef enum:
-    RECEIVE_EVENT = 0
-    RECEIVE_TEXT = 1
-    RECEIVE_BYTES = 2
-    RECEIVE_JSON = 3
-    SEND_EVENT = 4
-    SEND_TEXT = 5
-    SEND_BYTES = 6
-    SEND_JSON = 7
-
-# What the awaitable a _Call drives gives back.
-cdef enum:
-    GIVES_RAW_EVENT = 0  # the server's receive(): an event to check, then unpack
-    GIVES_EVENT = 1      # Starlette's receive(): an event to unpack
-    GIVES_RESULT = 2     # a Starlette method: the result itself
-    GIVES_SENT = 3       # the server's send(): done; OSError means the peer is gone
-
-# The op for each message kind, indexed by _message_types' codes (TEXT, BYTES, JSON, EVENT).
-cdef int[4] _RECEIVE_OPS = [RECEIVE_TEXT, RECEIVE_BYTES, RECEIVE_JSON, RECEIVE_EVENT]
-cdef int[4] _SEND_OPS = [SEND_TEXT, SEND_BYTES, SEND_JSON, SEND_EVENT]
-cdef tuple _STARLETTE_RECEIVE = ("receive", "receive_text", "receive_bytes", "receive_json")
-
-
-cdef inline object _steal(PyObject* reference):
-    # An object from a new reference the C API handed us.
-    value = <object>reference
-    Py_XDECREF(reference)
-    return value
-
-
-cdef object _awaitable_iterator(object awaitable):
-    # What `await awaitable` iterates: the object itself for a coroutine.
-    if PyCoro_CheckExact(awaitable):
-        return awaitable
-    try:
-        method = type(awaitable).__await__
-    except AttributeError:
-        raise TypeError(f"object {type(awaitable).__name__} can't be used in 'await' expression") from None
-    return method(awaitable)
-
-
-cdef extern from "Python.h":
-    ctypedef struct _StopIterationFields "PyStopIterationObject":
-        PyObject* value
-    void PyException_SetTraceback(object exc, object tb)
-    void PyException_SetContext(object exc, PyObject* context)
-    void PyException_SetCause(object exc, PyObject* cause)
-
-
-# On 3.12+ `await` reads a result from StopIteration.value. Creating the
-# exception costs more than the rest of a receive_text(), so one instance is
-# reused while nobody else holds it; its args stay () (only .value is read).
-cdef object _stop = StopIteration()
-
-
-cdef void _set_stop_iteration(object value) noexcept:
-    global _stop
-    cdef object stop = _stop
-    if Py_REFCNT(stop) > 2:  # kept by whoever caught it last (the module + `stop` are 2)
-        stop = _stop = StopIteration()
-    else:  # raised before: drop what propagating it attached
-        PyException_SetTraceback(stop, None)
-        PyException_SetContext(stop, NULL)
-        PyException_SetCause(stop, NULL)
-    cdef _StopIterationFields* fields = <_StopIterationFields*>stop
-    Py_INCREF(value)
-    Py_XDECREF(fields.value)
-    fields.value = <PyObject*>value
-    PyErr_SetObject(StopIteration, stop)
-
-
-@cython.final
-@cython.freelist(16)
-cdef class _Call:
-    """One awaitable call of a ``WebSocket`` message method: a coroutine without a frame."""
-
-    cdef WebSocketCore ws
-    cdef object arg       # the data to send, or None
-    cdef object mode      # receive_json / send_json's mode
-    cdef object inner     # the awaitable iterator being driven, once started
-    cdef int op
-    cdef int gives
-    cdef bint started
-
-    def __await__(self):
-        return self
-
-    def send(self, value):
-        cdef PyObject* out = NULL
-        cdef int status = self._advance(value, &out)
-        result = _steal(out)
-        if status == PYGEN_NEXT:
-            return result
-        raise StopIteration(result)
-
-    def throw(self, typ, val=None, tb=None):
-        """Raise an exception (a cancellation) where the call is waiting."""
-        inner = self.inner
-        throw = getattr(inner, "throw", None) if inner is not None else None
-        if throw is None:
-            self._end()
-            if val is None and tb is None:
-                raise typ
-            raise val.with_traceback(tb) if tb is not None else val
-        try:
-            return throw(typ) if val is None and tb is None else throw(typ, val, tb)
-        except StopIteration as stop:
-            value = stop.value
-        except OSError:
-            self._end()
-            if self.gives != GIVES_SENT:
-                raise
-            _connection_lost(self.ws)
-            raise WebSocketDisconnect(code=1006)
-        except BaseException:
-            self._end()
-            raise
-        self._end()
-        raise StopIteration(self._result(value))
-
-    def close(self):
-        inner = self.inner
-        self._end()
-        close = getattr(inner, "close", None)
-        if close is not None:
-            close()
-
-    cdef inline void _end(self) noexcept:
-        self.started = True
-        self.inner = None
-        self.arg = None
-
-    cdef int _advance(self, object value, PyObject** result) except -1:
-        # PYGEN_NEXT with what the awaitable yielded, or PYGEN_RETURN with
-        # the call's result; result[0] is a new reference either way.
-        cdef PyObject* out = NULL
-        cdef int status
-        if self.inner is None:
-            if self.started:
-                raise RuntimeError("cannot reuse already awaited coroutine")
-            self.started = True
-            self._start()
-            value = None
-        if self.gives == GIVES_SENT:
-            try:
-                status = PyIter_Send(self.inner, value, &out)
-            except OSError:
-                self._end()
-                _connection_lost(self.ws)
-                raise WebSocketDisconnect(code=1006)
-        else:
-            status = PyIter_Send(self.inner, value, &out)
-        if status == PYGEN_NEXT:
-            result[0] = out
-            return PYGEN_NEXT
-        self._end()
-        final = self._result(_steal(out))
-        Py_INCREF(final)
-        result[0] = <PyObject*>final
-        return PYGEN_RETURN
-
-    cdef int _start(self) except -1:
-        # Everything before the first suspension point of the pure twin's method.
-        cdef WebSocketCore ws = self.ws
-        cdef int op = self.op
-        if op <= RECEIVE_JSON:
-            if op == RECEIVE_JSON and self.mode != "text" and self.mode != "binary":
-                raise RuntimeError(_MODE_ERROR)
-            if op != RECEIVE_EVENT and ws._app_state != CONNECTED:
-                args = (ws, _STARLETTE_RECEIVE[op], self.mode) if op == RECEIVE_JSON else (ws, _STARLETTE_RECEIVE[op])
-                self.inner = states.call(*args)
-                self.gives = GIVES_RESULT
-            elif ws._client_state == CONNECTED:
-                self.inner = _awaitable_iterator(ws._receive())
-                self.gives = GIVES_RAW_EVENT
-            else:
-                self.inner = states.call(ws, "receive")
-                self.gives = GIVES_EVENT
-            return 0
-        event = self._send_event()
-        self.arg = None
-        if ws._app_state == CONNECTED and (op != SEND_EVENT or _type_of(event) == "websocket.send"):
-            self.inner = _awaitable_iterator(ws._send(event))
-            self.gives = GIVES_SENT
-        else:
-            self.inner = states.call(ws, "send", event)
-            self.gives = GIVES_RESULT
-        return 0
-
-    cdef object _send_event(self):
-        cdef int op = self.op
-        data = self.arg
-        if op == SEND_TEXT:
-            if not isinstance(data, str):
-                raise states.send_type_error("send_text", "str", data)
-            return {"type": "websocket.send", "text": data}
-        if op == SEND_BYTES:
-            if type(data) is not bytes:
-                if not isinstance(data, (bytes, bytearray, memoryview)):
-                    raise states.send_type_error("send_bytes", "bytes, bytearray or memoryview", data)
-                data = bytes(data)
-            return {"type": "websocket.send", "bytes": data}
-        if op == SEND_JSON:
-            return _json_send_event(self.ws, data, self.mode)
-        return data  # SEND_EVENT
-
-    cdef object _result(self, object value):
-        # The call's result, from what the driven awaitable returned.
-        cdef int gives = self.gives
-        if gives == GIVES_SENT:
-            return None
-        if gives == GIVES_RESULT:
-            return value
-        if gives == GIVES_RAW_EVENT:
-            return _received(self.ws, self.op, value)
-        return _unpack(self.ws, self.op, value)
-
-
-cdef dict _json_send_event(WebSocketCore ws, object data, object mode):
-    if mode == "text":
-        return {"type": "websocket.send", "text": ws._json.encode_text(data)}
-    if mode == "binary":
-        return {"type": "websocket.send", "bytes": ws._json.encode_binary(data)}
-    raise RuntimeError(_MODE_ERROR)
-
-
-cdef object _received(WebSocketCore ws, int op, object event):
-    # A receive op's result from an event the server's receive() returned.
-    if _type_of(event) != "websocket.receive":
-        event = states.replay_receive(ws, event)
-    return _unpack(ws, op, event)
-
-
-cdef object _unpack(WebSocketCore ws, int op, object event):
-    # A receive op's result from a checked event.
-    if op == RECEIVE_TEXT:
-        text = _get(event, "text")
-        if type(text) is str:
-            return text
-        return states.raise_for_payload(event, "text")
-    if op == RECEIVE_BYTES:
-        data = _get(event, "bytes")
-        if type(data) is bytes:
-            return data
-        return states.raise_for_payload(event, "bytes")
-    if op == RECEIVE_JSON:
-        payload = _get(event, "text")
-        if type(payload) is not str:
-            payload = _get(event, "bytes")
-            if type(payload) is not bytes:
-                payload = states.raise_for_payload(event, "json")
-        return ws._json.decode(payload)
-    return event  # RECEIVE_EVENT
-
-
-cdef int _call_am_send(PyObject* call, PyObject* value, PyObject** result) except -1:
-    result[0] = NULL
-    return (<_Call>call)._advance(<object>value, result)
-
-
-cdef PyObject* _call_iternext(PyObject* call) except NULL:
-    cdef PyObject* out = NULL
-    if (<_Call>call)._advance(None, &out) == PYGEN_NEXT:
-        return out
-    value = _steal(out)
-    if value is not None:
-        _set_stop_iteration(value)
-    return NULL  # finished: StopIteration(value), or no exception for None
-
-
-cdef _TypeSlots* _call_type = <_TypeSlots*>_Call
-if _call_type.tp_as_async == NULL:  # pragma: no cover - __await__ above creates it
-    raise ImportError("bocadillo_ws._codec: _Call has no async slots")
-_call_type.tp_as_async.am_send = _call_am_send
-_call_type.tp_iternext = _call_iternext
-PyType_Modified(_call_type)
-
-
-cdef inline _Call _new_call(WebSocketCore ws, int op, object arg, object mode):
-    cdef _Call call = _Call.__new__(_Call)
-    call.ws = ws
-    call.op = op
-    call.arg = arg
-    call.mode = mode
-    return call
-
-
 # --------------------------------------------------------------------------- the connection
 
 
 cdef class WebSocketCore:
-    """The message hot path of ``bocadillo_ws.WebSocket``.
+    """The connection state of ``bocadillo_ws.WebSocket``, in C fields.
 
-    The public class adds Starlette's ``HTTPConnection`` attributes and the
-    lifecycle helpers on top; this part receives, sends and dispatches.
+    ``_codec_methods`` puts the message methods on a subclass of this type;
+    the public class adds Starlette's ``WebSocket`` and the lifecycle
+    helpers on top.
     """
 
     # HTTPConnection's one attribute, as a C field: no instance __dict__
@@ -659,8 +328,8 @@ cdef class WebSocketCore:
     # is as small as Starlette's.
     cdef readonly signed char _client_state
     cdef readonly signed char _app_state
-    cdef signed char _receive_kind
-    cdef signed char _send_kind
+    cdef readonly signed char _receive_kind
+    cdef readonly signed char _send_kind
     cdef JSONCodec _json
     cdef public bint catch_disconnect
 
@@ -710,76 +379,39 @@ cdef class WebSocketCore:
     def application_state(self, state):
         self._app_state = WebSocketState(state).value
 
-    # ------------------------------------------------------------------ messages
-    #
-    # Each returns a _Call; the work happens when it is awaited, as with the
-    # pure twin's coroutines.
 
-    def receive_event(self):
-        """The next ASGI event, with Starlette's state checks."""
-        return _new_call(self, RECEIVE_EVENT, None, None)
-
-    def send_event(self, event):
-        """Send an ASGI event, with Starlette's state checks."""
-        return _new_call(self, SEND_EVENT, event, None)
-
-    def receive_text(self):
-        return _new_call(self, RECEIVE_TEXT, None, None)
-
-    def receive_bytes(self):
-        return _new_call(self, RECEIVE_BYTES, None, None)
-
-    def receive_json(self, mode="text"):
-        """The next frame's payload parsed as JSON; text and binary frames both work."""
-        return _new_call(self, RECEIVE_JSON, None, mode)
-
-    def receive(self):
-        """``receive_<receive_type>()``."""
-        return _new_call(self, _RECEIVE_OPS[self._receive_kind], None, "text")
-
-    def send_text(self, data):
-        return _new_call(self, SEND_TEXT, data, None)
-
-    def send_bytes(self, data):
-        return _new_call(self, SEND_BYTES, data, None)
-
-    def send_json(self, data, mode="text"):
-        """Compact JSON as a text frame, or as a binary frame with ``mode="binary"``."""
-        return _new_call(self, SEND_JSON, data, mode)
-
-    def send(self, message):
-        """``send_<send_type>(message)``."""
-        return _new_call(self, _SEND_OPS[self._send_kind], message, "text")
-
-    # ------------------------------------------------------------------ iteration
-
-    def __aiter__(self):
-        return self
-
-    def __anext__(self):
-        # Ends with the WebSocketDisconnect itself: `async with` handles it.
-        return _new_call(self, _RECEIVE_OPS[self._receive_kind], None, "text")
-
-
-cdef void _connection_lost(WebSocketCore ws) except *:
-    # The transport failed: Starlette marks the application side closed.
-    ws._app_state = DISCONNECTED
-    if ws._origin is not None:
-        ws._origin.application_state = WebSocketState.DISCONNECTED
-
-
-# --------------------------------------------------------------------------- 3.12+
+# --------------------------------------------------------------------------- helpers of the message methods
 #
-# The eval loop of 3.12+ runs `await` of a Python coroutine inline and enters
-# C-level awaitables from C: there, message methods written in Python beat
-# the _Call ones (see _inline_awaits). They reach the connection only
-# through the functions below: builtins (binding=False), which the
-# specialising interpreter calls without a lookup on the instance. Only
-# inline_receive/inline_send bind (they become the methods receive/send).
+# ``_codec_methods``' coroutines reach the connection only through these:
+# builtins (binding=False) taking one positional argument where they can
+# (METH_O), which the specialising interpreter calls without a lookup on
+# the instance (an instance of a Python subclass of a C type has no inline
+# attribute values, so a method or property load on it is not specialised).
 
 
 cdef extern from "Python.h":
     PyObject* PyDict_GetItem(object d, object key)  # borrowed; NULL if missing (no error)
+
+
+# Message kinds, as in _message_types (TEXT, BYTES, JSON, EVENT).
+cdef enum:
+    TEXT = 0
+    BYTES = 1
+    JSON = 2
+    EVENT = 3
+
+
+cdef inline object _get(object event, str key):
+    # event.get(key), through the dict C API for the plain dicts servers send.
+    if type(event) is dict:
+        return (<dict>event).get(key)
+    return event.get(key)
+
+
+cdef inline object _type_of(object event):
+    if type(event) is dict:
+        return (<dict>event)["type"]
+    return event["type"]
 
 
 cdef inline object _receive_payload(object event, str key, type kind):
@@ -796,13 +428,11 @@ cdef inline object _receive_payload(object event, str key, type kind):
     return <object>found
 
 
-# One positional argument each (METH_O): the cheapest call there is.
-# `ws` is checked by _core(): a typed argument would walk the MRO per call.
-
 cdef type _core_subclass = WebSocketCore  # the type that passed _core() last
 
 
 cdef inline WebSocketCore _core(object ws):
+    # A typed argument would walk the (long) MRO on every call: one compare instead.
     global _core_subclass
     if type(ws) is not _core_subclass:
         if not isinstance(ws, WebSocketCore):
@@ -811,12 +441,44 @@ cdef inline WebSocketCore _core(object ws):
     return <WebSocketCore>ws
 
 
+cdef object _unpack(WebSocketCore ws, int kind, object event):
+    # A receive's result from an event Starlette's state checks accepted.
+    if kind == TEXT:
+        text = _get(event, "text")
+        if type(text) is str:
+            return text
+        return states.raise_for_payload(event, "text")
+    if kind == BYTES:
+        data = _get(event, "bytes")
+        if type(data) is bytes:
+            return data
+        return states.raise_for_payload(event, "bytes")
+    if kind == JSON:
+        payload = _get(event, "text")
+        if type(payload) is not str:
+            payload = _get(event, "bytes")
+            if type(payload) is not bytes:
+                payload = states.raise_for_payload(event, "json")
+        return ws._json.decode(payload)
+    return event  # EVENT
+
+
 @cython.binding(False)
 @cython.always_allow_keywords(False)
 def receive_now(ws):
-    """The server's receive() when a plain receive is all a typed receive needs, else None."""
+    """The server's receive() when both sides are connected (a typed receive's fast path), else None."""
     cdef WebSocketCore core = _core(ws)
     if core._app_state == CONNECTED and core._client_state == CONNECTED:
+        return core._receive
+    return None
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def client_receive_now(ws):
+    """The server's receive() when the client side is connected (receive_event's fast path), else None."""
+    cdef WebSocketCore core = _core(ws)
+    if core._client_state == CONNECTED:
         return core._receive
     return None
 
@@ -845,51 +507,103 @@ def bytes_of(event):
     return _receive_payload(event, "bytes", bytes)
 
 
-@cython.binding(False)
-@cython.always_allow_keywords(False)
-def connection_lost(ws):
-    _connection_lost(_core(ws))
+cdef inline int _kind(int kind) except -1:
+    if not 0 <= kind < 4:
+        raise ValueError(f"no message kind {kind}")
+    return kind
 
 
 @cython.binding(False)
 def received(ws, int kind, event):
-    """The result of receive_<kind> (a _message_types code) from what the server's receive() returned."""
-    if not 0 <= kind < 4:
-        raise ValueError(f"no message kind {kind}")
-    return _received(_core(ws), _RECEIVE_OPS[kind], event)
+    """A receive_<kind>'s result (a _message_types code) from what the server's receive() returned."""
+    cdef WebSocketCore core = _core(ws)
+    if _type_of(event) != "websocket.receive":
+        event = states.replay_receive(core, event)
+    return _unpack(core, _kind(kind), event)
+
+
+@cython.binding(False)
+def unpacked(ws, int kind, event):
+    """A receive_<kind>'s result from an event Starlette's own receive() returned."""
+    return _unpack(_core(ws), _kind(kind), event)
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def text_event(data):
+    """The websocket.send event of send_text(data)."""
+    if not isinstance(data, str):
+        raise states.send_type_error("send_text", "str", data)
+    return {"type": "websocket.send", "text": data}
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def bytes_event(data):
+    """The websocket.send event of send_bytes(data)."""
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise states.send_type_error("send_bytes", "bytes, bytearray or memoryview", data)
+        data = bytes(data)
+    return {"type": "websocket.send", "bytes": data}
 
 
 @cython.binding(False)
 def json_event(ws, data, mode):
-    return _json_send_event(_core(ws), data, mode)
+    """The websocket.send event of send_json(data, mode)."""
+    cdef WebSocketCore core = _core(ws)
+    if mode == "text":
+        return {"type": "websocket.send", "text": core._json.encode_text(data)}
+    if mode == "binary":
+        return {"type": "websocket.send", "bytes": core._json.encode_binary(data)}
+    raise RuntimeError(_MODE_ERROR)
 
 
-# receive()/send()/__anext__: the typed coroutine function for the
-# connection's kind, called from here: one call less than a Python
-# dispatcher's frame. Set by _inline_awaits: (text, bytes, json, event),
-# in _message_types' order.
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def connection_lost(ws):
+    """The transport failed: Starlette marks the application side closed."""
+    cdef WebSocketCore core = _core(ws)
+    core._app_state = DISCONNECTED
+    if core._origin is not None:
+        core._origin.application_state = WebSocketState.DISCONNECTED
+
+
+# receive()/send()/__anext__ pick the typed coroutine function for the
+# connection's kind here: a tuple index instead of a chain of compares.
+# Set once by _codec_methods: (text, bytes, json, event), _message_types' order.
 cdef tuple _receive_functions = None
 cdef tuple _send_functions = None
 
 
-def use_inline_awaits(tuple receive_functions not None, tuple send_functions not None):
+def use_methods(tuple receive_functions not None, tuple send_functions not None):
     global _receive_functions, _send_functions
     if len(receive_functions) != 4 or len(send_functions) != 4:
         raise ValueError("four receive and four send functions expected")
     _receive_functions, _send_functions = receive_functions, send_functions
 
 
-def inline_receive(self):
-    """``receive_<receive_type>()``."""
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def typed_receive(ws):
+    """The coroutine of ``receive_<receive_type>()``."""
+    return _receive_functions[_core(ws)._receive_kind](ws)
+
+
+@cython.binding(True)
+def typed_anext(self):
+    """``__anext__``: the coroutine of ``receive_<receive_type>()`` (a method: it binds)."""
     return _receive_functions[_core(self)._receive_kind](self)
 
 
-def inline_send(self, message):
-    """``send_<send_type>(message)``."""
-    return _send_functions[_core(self)._send_kind](self, message)
+@cython.binding(False)
+def typed_send(ws, message):
+    """The coroutine of ``send_<send_type>(message)``."""
+    return _send_functions[_core(ws)._send_kind](ws, message)
 
 
-if sys.version_info >= (3, 12):
-    from ._inline_awaits import with_inline_awaits
+from ._codec_methods import with_methods  # noqa: E402 - needs the helpers above
 
-    globals()["WebSocketCore"] = with_inline_awaits(WebSocketCore, sys.modules[__name__])
+# The module's WebSocketCore becomes the subclass with the methods (the C
+# type's name is bound at compile time: assign through globals()).
+globals()["WebSocketCore"] = with_methods(WebSocketCore, sys.modules[__name__])

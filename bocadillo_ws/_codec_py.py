@@ -353,9 +353,19 @@ class WebSocketCore:
                 payload = states.raise_for_payload(event, "json")
         return self._json.decode(payload)
 
-    def receive(self) -> Coroutine[Any, Any, Any]:
+    async def receive(self) -> Any:
         """``receive_<receive_type>()``."""
-        # The typed method's coroutine itself: no frame of its own.
+        kind = self._receive_kind
+        if kind == TEXT:
+            return await self.receive_text()
+        if kind == JSON:
+            return await self.receive_json()
+        if kind == BYTES:
+            return await self.receive_bytes()
+        return await self.receive_event()
+
+    def _typed_receive(self) -> Coroutine[Any, Any, Any]:
+        # The typed method's coroutine itself: `async for` awaits it with no frame between.
         kind = self._receive_kind
         if kind == TEXT:
             return self.receive_text()
@@ -410,16 +420,16 @@ class WebSocketCore:
             self._lost()
             raise WebSocketDisconnect(code=1006)  # noqa: B904 - as Starlette: the OSError is the context
 
-    def send(self, message: Any) -> Coroutine[Any, Any, None]:
+    async def send(self, message: Any) -> None:
         """``send_<send_type>(message)``."""
         kind = self._send_kind
         if kind == TEXT:
-            return self.send_text(message)
+            return await self.send_text(message)
         if kind == JSON:
-            return self.send_json(message)
+            return await self.send_json(message)
         if kind == BYTES:
-            return self.send_bytes(message)
-        return self.send_event(message)
+            return await self.send_bytes(message)
+        return await self.send_event(message)
 
     # ------------------------------------------------------------------ iteration
 
@@ -428,4 +438,4 @@ class WebSocketCore:
 
     def __anext__(self) -> Coroutine[Any, Any, Any]:
         # Ends with the WebSocketDisconnect itself: `async with` handles it.
-        return self.receive()
+        return self._typed_receive()

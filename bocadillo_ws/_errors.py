@@ -42,3 +42,32 @@ class InvalidJSON(MessageError, json.JSONDecodeError):
 
     def __init__(self, msg: str, doc: str, pos: int) -> None:
         json.JSONDecodeError.__init__(self, msg, doc, pos)
+
+
+class MessageTooBig(MessageError):
+    """A message larger than the connection's ``max_size`` (bytes; text counts as UTF-8)."""
+
+    close_code = 1009
+
+    def __init__(self, size: int, max_size: int) -> None:
+        self.size = size
+        self.max_size = max_size
+        # `size` is exact for bytes, a lower bound for text far over the limit (not encoded).
+        super().__init__(f"A message of at least {size} bytes exceeds max_size={max_size}.")
+
+    def __reduce__(self) -> tuple[type, tuple[int, int]]:
+        return (type(self), (self.size, self.max_size))
+
+
+class RateLimited(MessageError):
+    """The peer sent messages faster than the connection's ``max_rate`` (with ``max_burst``) allows."""
+
+    close_code = 1008
+
+    def __init__(self, max_rate: float, max_burst: int) -> None:
+        self.max_rate = max_rate
+        self.max_burst = max_burst
+        super().__init__(f"More than {max_rate:g} messages per second (burst {max_burst}).")
+
+    def __reduce__(self) -> tuple[type, tuple[float, int]]:
+        return (type(self), (self.max_rate, self.max_burst))

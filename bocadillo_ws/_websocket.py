@@ -2,79 +2,80 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from starlette.exceptions import WebSocketException
-from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket as StarletteWebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from . import _starlette_states as states
 from ._backend import WebSocketCore, make_json_codec
 from ._errors import MessageError
+from ._limits import check_limits, limit_receive
 from ._message_types import message_type_code
 
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+MessageType = Literal["text", "bytes", "json", "event"]
+
+
+class JSONCodecObject(Protocol):
+    """What ``json_codec=`` accepts besides a name."""
+
+    def dumps(self, obj: Any, /) -> str | bytes: ...
+    def loads(self, payload: str | bytes, /) -> Any: ...
+
+
+JSONCodecSpec = Literal["ujson", "orjson", "json"] | JSONCodecObject
 
 _Self = TypeVar("_Self", bound="WebSocketAPI")
 
-
-def _asgi_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """``(scope, receive, send)`` from what Starlette's ``WebSocket(...)`` accepts."""
-    if len(args) == 3 and not kwargs:
-        return args  # type: ignore[return-value,unused-ignore]
-    names = ("scope", "receive", "send")
-    if len(args) > 3:
-        raise TypeError(f"WebSocket() takes 3 positional arguments but {len(args)} were given")
-    values = dict(zip(names, args))
-    for name, value in kwargs.items():
-        if name not in names:
-            raise TypeError(f"WebSocket() got an unexpected keyword argument {name!r}")
-        if name in values:
-            raise TypeError(f"WebSocket() got multiple values for argument {name!r}")
-        values[name] = value
-    missing = [name for name in names if name not in values]
-    if missing:
-        raise TypeError(f"WebSocket() missing required arguments: {', '.join(map(repr, missing))}")
-    return values["scope"], values["receive"], values["send"]
+# Type checkers see the public class's Starlette base on the mixin too.
+if TYPE_CHECKING:
+    _Mixin = StarletteWebSocket
+else:
+    _Mixin = object
 
 
-class WebSocketAPI(HTTPConnection):
+class WebSocketAPI(_Mixin):
     """Everything of ``bocadillo_ws.WebSocket`` that is not per-message hot path.
 
-    Mixed into a backend's ``WebSocketCore``; see ``WebSocket`` below.
+    Mixed in before a backend's ``WebSocketCore`` and Starlette's
+    ``WebSocket``; see ``WebSocket`` below.
     """
 
     # Provided by WebSocketCore (declared here for type checkers).
     _app_state: int
     _client_state: int
     catch_disconnect: bool
-    client_state: WebSocketState
-    application_state: WebSocketState
 
     def __init__(
         self,
-        *args: Any,
-        value_type: str | None = None,
-        receive_type: str | None = None,
-        send_type: str | None = None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        value_type: MessageType | None = None,
+        receive_type: MessageType | None = None,
+        send_type: MessageType | None = None,
         catch_disconnect: bool = True,
-        json_codec: object = "ujson",
-        **kwargs: Any,
+        json_codec: JSONCodecSpec = "ujson",
+        max_size: int | None = None,
+        max_rate: float | None = None,
+        max_burst: int | None = None,
     ) -> None:
-        scope, receive, send = _asgi_arguments(args, kwargs)
-        super().__init__(scope)
+        # What Starlette's HTTPConnection.__init__ and WebSocket.__init__ check and
+        # keep; the states and the ASGI callables live in the backend's core.
         assert scope["type"] == "websocket"
+        self.scope = scope
         if value_type is not None:
             message_type_code(value_type, "value_type")  # name the parameter the user wrote
             receive_type = send_type = value_type
+        max_size, rate, burst = check_limits(max_size, max_rate, max_burst)
         self._bind(  # type: ignore[attr-defined]
-            receive,
+            limit_receive(receive, max_size, rate, burst),
             send,
             "text" if receive_type is None else receive_type,
             "text" if send_type is None else send_type,
@@ -82,7 +83,10 @@ class WebSocketAPI(HTTPConnection):
             json_codec,
         )
 
-    _OPTIONS = frozenset({"value_type", "receive_type", "send_type", "catch_disconnect", "json_codec"})
+    _OPTIONS = frozenset(
+        {"value_type", "receive_type", "send_type", "catch_disconnect", "json_codec"}
+        | {"max_size", "max_rate", "max_burst"}
+    )
 
     @classmethod
     def _check_options(cls, options: dict[str, Any]) -> None:
@@ -94,6 +98,7 @@ class WebSocketAPI(HTTPConnection):
             if options.get(name) is not None:
                 message_type_code(options[name], name)
         make_json_codec(options.get("json_codec", "ujson"))
+        check_limits(options.get("max_size"), options.get("max_rate"), options.get("max_burst"))
 
     @classmethod
     def from_starlette(cls: type[_Self], websocket: StarletteWebSocket, **options: Any) -> _Self:
@@ -178,28 +183,31 @@ class WebSocketAPI(HTTPConnection):
     async def iter_text(self) -> AsyncIterator[str]:
         try:
             while True:
-                yield await self.receive_text()  # type: ignore[attr-defined]
+                yield await self.receive_text()
         except WebSocketDisconnect:
             pass
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         try:
             while True:
-                yield await self.receive_bytes()  # type: ignore[attr-defined]
+                yield await self.receive_bytes()
         except WebSocketDisconnect:
             pass
 
     async def iter_json(self) -> AsyncIterator[Any]:
         try:
             while True:
-                yield await self.receive_json()  # type: ignore[attr-defined]
+                yield await self.receive_json()
         except WebSocketDisconnect:
             pass
 
 
-class WebSocket(WebSocketAPI, WebSocketCore):
+class WebSocket(WebSocketAPI, WebSocketCore, StarletteWebSocket):
     """A WebSocket connection: Starlette's API, Bocadillo's typed messages, a compiled hot path.
 
-    ``WebSocket(scope, receive, send, value_type=None, receive_type=None,
-    send_type=None, catch_disconnect=True, json_codec="ujson")``.
+    A ``starlette.websockets.WebSocket`` (a subclass): every check that
+    Starlette, FastAPI or user code makes of one accepts it.
+    ``receive()``/``send()`` are typed (``receive_type``/``send_type``,
+    text by default); ``value_type="event"`` makes them Starlette's raw
+    events exactly.
     """

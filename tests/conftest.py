@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from hypothesis import settings
+from starlette.websockets import WebSocket as StarletteWebSocket
 
 import bocadillo_ws
 from bocadillo_ws._websocket import WebSocketAPI
@@ -75,7 +76,7 @@ class Implementation:
         if self.module.WebSocketCore is bocadillo_ws._backend.WebSocketCore:
             return bocadillo_ws.WebSocket
         # The other backend: the same public class, on this backend's core.
-        return type("WebSocket", (WebSocketAPI, self.module.WebSocketCore), {"__module__": __name__})
+        return type("WebSocket", (WebSocketAPI, self.module.WebSocketCore, StarletteWebSocket), {"__module__": __name__})
 
     def __str__(self) -> str:
         return self.tag

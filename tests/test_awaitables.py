@@ -1,11 +1,9 @@
 """The message methods' awaitables behave like coroutines, on both backends.
 
-On 3.10 and 3.11 the compiled backend returns a C-level coroutine
-(``_Call``) instead of a Python coroutine (on 3.12+ a Python coroutine over
-C helpers, with the ``_Call`` behind its uncommon cases); these tests hold
-both to what code written for Starlette does with ``ws.receive_text()`` and
-friends: await it after a real suspension, hand it to
-``asyncio.create_task`` / ``wait_for`` / ``gather``, cancel it while it
+Both backends' message methods are ``async def`` coroutine functions; these
+tests hold them to what code written for Starlette does with
+``ws.receive_text()`` and friends: await it after a real suspension, hand it
+to ``asyncio.create_task`` / ``wait_for`` / ``gather``, cancel it while it
 waits, and never await it twice.
 """
 
@@ -13,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import functools
+import inspect
 import re
 from typing import Any
 
+import anyio
 import pytest
+from starlette.background import BackgroundTask, BackgroundTasks
 
 from asgi_helpers import SCOPE, binary, connect, text
 from bocadillo_ws import UnexpectedMessageType, WebSocketDisconnect
@@ -181,30 +183,52 @@ async def test_async_for_over_a_live_queue(WebSocket: type[Any]) -> None:
     assert seen == [0, 1, 2]
 
 
-@pytest.mark.c_extension
-def test_compiled_results_survive_a_kept_stop_iteration(both_impls: list[Any]) -> None:
-    # The C coroutine reuses one StopIteration to hand results to `await`;
-    # one that Python code caught and kept must never change afterwards.
-    from asgi_helpers import open_socket
+# --------------------------------------------------------------------------- coroutine functions (issue 10)
 
-    compiled = both_impls[0]
-    assert compiled.tag == "c"
-    ws, _ = open_socket(compiled.WebSocket, text("first"), text("second"), text("third"))
-    next(iter(ws.accept().__await__()), None)  # connect + accept, never suspends
-    # The C core's own method: on 3.12+ the public one is a Python coroutine
-    # that awaits it (the `await` path below) only in uncommon cases.
-    receive_text = compiled.WebSocket.__mro__[-2].receive_text
-    with pytest.raises(StopIteration) as first:
-        next(receive_text(ws))
-    with pytest.raises(StopIteration) as second:
-        next(receive_text(ws))
-    kept = first.value
-    assert (kept.value, second.value.value) == ("first", "second")
+ASYNC_METHODS = [
+    "accept", "close", "ensure_closed", "receive", "send", "receive_text", "receive_bytes", "receive_json",
+    "send_text", "send_bytes", "send_json", "receive_event", "send_event", "send_denial_response",
+]
 
-    async def third() -> str:
-        return await receive_text(ws)  # the `await` path, after the kept ones
 
-    with pytest.raises(StopIteration) as done:
-        third().send(None)
-    assert done.value.value == "third"
-    assert kept.value == "first" and second.value.value == "second"
+@pytest.mark.parametrize("name", ASYNC_METHODS)
+async def test_every_public_async_method_is_a_coroutine_function(WebSocket: type[Any], name: str) -> None:
+    from starlette._utils import is_async_callable
+
+    ws, _ = await accepted(WebSocket)
+    for method in (getattr(WebSocket, name), getattr(ws, name)):  # unbound and bound
+        assert inspect.iscoroutinefunction(method), method
+        assert is_async_callable(method), method
+        assert is_async_callable(functools.partial(method)), method
+
+
+async def test_background_tasks_deliver(WebSocket: type[Any]) -> None:
+    # Starlette runs a callable that is not async in a thread pool and drops
+    # what it returns: a method that only looks async would send nothing.
+    ws, transport = await accepted(WebSocket, value_type="json")
+    await BackgroundTask(ws.send_text, "text")()
+    await BackgroundTask(ws.send, {"via": "send"})()
+    tasks = BackgroundTasks()
+    tasks.add_task(ws.send_bytes, b"bytes")
+    tasks.add_task(ws.send_json, [1])
+    await tasks()
+    await BackgroundTask(ws.close, 4000)()
+    assert transport.sent[1:] == [
+        {"type": "websocket.send", "text": "text"},
+        {"type": "websocket.send", "text": '{"via":"send"}'},
+        {"type": "websocket.send", "bytes": b"bytes"},
+        {"type": "websocket.send", "text": "[1]"},
+        {"type": "websocket.close", "code": 4000, "reason": ""},
+    ]
+
+
+async def test_anyio_start_soon_and_asyncio_scheduling_deliver(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    async with anyio.create_task_group() as group:
+        group.start_soon(ws.send_text, "from anyio")
+        group.start_soon(ws.send, "typed send")
+    await asyncio.create_task(ws.send_text("from a task"))
+    await asyncio.wait_for(ws.send_bytes(b"within a deadline"), 5)
+    assert sorted(m.get("text") or m["bytes"].decode() for m in transport.sent[1:]) == [
+        "from a task", "from anyio", "typed send", "within a deadline",
+    ]

@@ -13,12 +13,14 @@ import re
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from fastapi import Depends
 
 import bocadillo_ws
 import bocadillo_ws._view
+import bocadillo_ws.fastapi
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers httpx2 for its TestClient; httpx still works.
@@ -45,6 +47,8 @@ def swallowing(app: Any, errors: list[BaseException]) -> Any:
 def load_example(WebSocket: type[Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(bocadillo_ws, "WebSocket", WebSocket)
     monkeypatch.setattr(bocadillo_ws._view, "WebSocket", WebSocket)
+    json_websocket = Annotated[WebSocket, Depends(bocadillo_ws.fastapi.provider(WebSocket, value_type="json"))]
+    monkeypatch.setattr(bocadillo_ws.fastapi, "JSONWebSocket", json_websocket)
 
     def load(name: str) -> ModuleType:
         spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
@@ -69,11 +73,11 @@ def test_starlette_echo(load_example: Any) -> None:
 
 def test_fastapi_rooms(load_example: Any) -> None:
     app = load_example("fastapi_rooms").app
-    with TestClient(app) as client, client.websocket_connect("/ws/lobby") as ws:
+    with TestClient(app) as client, client.websocket_connect("/ws/lobby?name=ana") as ws:
         ws.send_json({"text": "hi"})
-        assert ws.receive_json() == {"room": "lobby", "text": "hi"}
+        assert ws.receive_json() == {"room": "lobby", "from": "ana", "text": "hi"}
         ws.send_bytes(b'{"text": "binary JSON frames are JSON too"}')
-        assert ws.receive_json() == {"room": "lobby", "text": "binary JSON frames are JSON too"}
+        assert ws.receive_json() == {"room": "lobby", "from": "ana", "text": "binary JSON frames are JSON too"}
 
 
 def test_raw_asgi(load_example: Any) -> None:

@@ -74,10 +74,14 @@ def test_keyword_asgi_arguments(WebSocket: type[Any]) -> None:
     transport = Transport()
     ws = WebSocket(scope=dict(SCOPE), receive=transport.receive, send=transport.send, value_type="json")
     assert ws.scope["path"] == "/chat/lobby"
-    with pytest.raises(TypeError, match="missing required arguments: 'send'"):
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'send'"):
         WebSocket(dict(SCOPE), transport.receive)
     with pytest.raises(TypeError, match="unexpected keyword argument 'sned'"):
         WebSocket(dict(SCOPE), transport.receive, sned=transport.send)
+    with pytest.raises(TypeError, match="missing 3 required positional arguments"):
+        WebSocket()
+    with pytest.raises(TypeError, match="takes 4 positional arguments but 5 were given"):
+        WebSocket(dict(SCOPE), transport.receive, transport.send, "json")  # options are keyword-only
 
 
 def test_http_scope_is_refused_like_starlette(WebSocket: type[Any]) -> None:
@@ -86,10 +90,14 @@ def test_http_scope_is_refused_like_starlette(WebSocket: type[Any]) -> None:
         WebSocket({**SCOPE, "type": "http"}, transport.receive, transport.send)
 
 
-def test_composition_not_starlette_subclass(WebSocket: type[Any]) -> None:
-    # Starlette's own code calls receive()/send() with raw-event meaning.
-    assert not issubclass(WebSocket, StarletteWebSocket)
-    assert issubclass(WebSocket, HTTPConnection)
+def test_is_a_starlette_websocket(WebSocket: type[Any]) -> None:
+    # isinstance checks in Starlette (@requires), FastAPI (dependency injection) and user code.
+    assert issubclass(WebSocket, StarletteWebSocket) and issubclass(WebSocket, HTTPConnection)
+    transport = Transport()
+    assert isinstance(WebSocket(dict(SCOPE), transport.receive, transport.send), StarletteWebSocket)
+    # Our methods come first: Starlette's are reached only through _starlette_states.
+    for name in ("receive", "send", "accept", "close", "receive_text", "send_json", "send_denial_response"):
+        assert getattr(WebSocket, name) is not getattr(StarletteWebSocket, name), name
 
 
 @pytest.mark.parametrize(
