@@ -2,7 +2,7 @@
 
 Run it, from the repository root, with bocadillo_ws installed::
 
-    python demo/chat.py [--host 127.0.0.1] [--port 8000] [--allow-origin ORIGIN ...]
+    python demo/chat.py [--host 127.0.0.1] [--port 8000] [--allow-origin ORIGIN ...] [--max-rate N]
 
 Run it by path, not with ``python -m``: ``-m`` puts the repository root on
 ``sys.path``, and the source tree's ``bocadillo_ws/`` (without the compiled
@@ -40,7 +40,10 @@ Close codes the server uses:
   (``bocadillo_ws.InvalidJSON``).
 - ``1008``: policy violation (``PolicyViolation`` below): the JSON is not an
   object with a string ``"text"`` of at most 2000 characters, or the name or
-  room name is too long.
+  room name is too long; or, with ``--max-rate N``, the client sent more than
+  N messages per second (``bocadillo_ws.RateLimited``; off by default, so
+  load tests and benchmarks are unaffected).
+- ``1009``: a message over 64 KiB (``bocadillo_ws.MessageTooBig``).
 - ``1011``: an unexpected server error.
 
 A bad message ends only the connection that sent it; the others in the room
@@ -68,6 +71,7 @@ from bocadillo_ws import MessageError, WebSocket, WebSocketDisconnect, websocket
 MAX_TEXT = 2000
 MAX_NAME = 32
 MAX_ROOM = 64
+MAX_MESSAGE = 64 * 1024  # bytes per frame: far above a 2000-character message, far below every server's cap
 DEFAULT_NAME = "anonymous"
 PAGE = Path(__file__).with_name("index.html")
 
@@ -165,11 +169,15 @@ class Rooms:
             del self._rooms[room]  # empty rooms would otherwise pile up forever
 
 
-def create_app(rooms: Rooms | None = None, *, allowed_origins: Iterable[str] = ()) -> Starlette:
+def create_app(
+    rooms: Rooms | None = None, *, allowed_origins: Iterable[str] = (), max_rate: float | None = None
+) -> Starlette:
     """A fresh chat app with its own ``Rooms`` (also at ``app.state.rooms``).
 
     Same-origin handshakes, ``allowed_origins`` and handshakes without
-    ``Origin`` are accepted; any other origin gets a 403.
+    ``Origin`` are accepted; any other origin gets a 403. Messages over
+    ``MAX_MESSAGE`` bytes close with 1009; ``max_rate`` (messages per second
+    per client, ``None``: no limit) closes a faster client with 1008.
     """
     rooms = Rooms() if rooms is None else rooms
     origins = list(allowed_origins)
@@ -178,7 +186,9 @@ def create_app(rooms: Rooms | None = None, *, allowed_origins: Iterable[str] = (
     async def homepage(request: Request) -> HTMLResponse:
         return HTMLResponse(page)
 
-    @websocket_view(value_type="json", same_origin=True, allowed_origins=origins)
+    @websocket_view(
+        value_type="json", same_origin=True, allowed_origins=origins, max_size=MAX_MESSAGE, max_rate=max_rate
+    )
     async def chat(ws: WebSocket) -> None:
         room: str = ws.path_params["room"]
         try:
@@ -219,6 +229,13 @@ def main(argv: list[str] | None = None) -> None:
         metavar="ORIGIN",
         help="also accept WebSockets from pages of ORIGIN (repeatable; default: same origin only)",
     )
+    parser.add_argument(
+        "--max-rate",
+        type=float,
+        default=None,
+        metavar="N",
+        help="close a client sending more than N messages per second with 1008 (default: no limit)",
+    )
     args = parser.parse_args(argv)
 
     # Imported here so that importing this module (tests, other servers)
@@ -228,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     print(f"bocadillo_ws {bocadillo_ws.__version__}, backend: {bocadillo_ws.BACKEND}", flush=True)
     print(f"chat on http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(create_app(allowed_origins=args.allow_origin), host=args.host, port=args.port)
+    uvicorn.run(create_app(allowed_origins=args.allow_origin, max_rate=args.max_rate), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,11 @@ async def origin_helper(websocket: Any) -> None:
             await ws.send(message)
 
 
+# Receive-side limits: 64 KiB per message (below every server's own cap), and
+# 3 messages at once then one every 2 s (a flood trips it at once).
+LIMIT = 64 * 1024
+
+
 async def report(scope: Scope, receive: Any, send: Any) -> None:
     """Send the record of another connection (``?of=TOKEN``) once its application call has ended."""
     token = parse_qs(scope["query_string"].decode("latin-1"))["of"][0]
@@ -238,6 +243,9 @@ ROUTES = [
     WebSocketRoute("/deny", deny),
     WebSocketRoute("/raises", raises),
     WebSocketRoute("/raises-before-accept", raises_before_accept),
+    WebSocketRoute("/limits/size/bytes", websocket_view(value_type="bytes", max_size=LIMIT)(record_disconnect(echo))),
+    WebSocketRoute("/limits/size/text", websocket_view(value_type="text", max_size=LIMIT)(record_disconnect(echo))),
+    WebSocketRoute("/limits/rate", websocket_view(max_rate=0.5, max_burst=3)(record_disconnect(echo))),
     WebSocketRoute("/origin/view", origin_view),
     WebSocketRoute("/origin/helper", origin_helper),
     WebSocketRoute("/origin/middleware", websocket_view()(echo)),

@@ -407,6 +407,51 @@ async def test_server_cap_acts_first(server: Server) -> None:
     assert [note["disconnect"][0] for note in record["notes"]] == [app_code]
 
 
+LIMIT = 64 * 1024  # interop_app.LIMIT
+
+
+@pytest.mark.parametrize(
+    ("path", "at_limit", "over_limit"),
+    [
+        pytest.param("/limits/size/bytes", b"x" * LIMIT, b"x" * (LIMIT + 1), id="bytes"),
+        # Text is measured in UTF-8 bytes: LIMIT // 2 two-byte characters are exactly the limit.
+        pytest.param("/limits/size/text", "é" * (LIMIT // 2), "é" * (LIMIT // 2) + "a", id="text-utf8"),
+    ],
+)
+async def test_max_size_closes_with_1009(server: Server, path: str, at_limit: str | bytes, over_limit: str | bytes) -> None:
+    token, url = server.url(path)
+    async with client_for(url, max_size=None) as client:
+        await client.send(at_limit)
+        assert await recv(client) == at_limit
+        await client.send(over_limit)
+        received = await server_closes(client)
+    record = await server.report(token)
+    assert record["error"].split(":")[0] == "MessageTooBig"
+    assert record["sent"][-1]["type"] == "websocket.close"
+    assert record["sent"][-1]["code"] == 1009
+    # Daphne refuses 1009 from the app and sends 1011 itself.
+    assert received[0] == (1009 if server.quirks.protocol_close_codes else 1011)
+
+
+async def test_flooding_client_gets_1008(server: Server) -> None:
+    """max_rate=0.5, max_burst=3: a burst of 20 messages gets 3 echoes, then close 1008."""
+    token, url = server.url("/limits/rate")
+    async with client_for(url) as client:
+        for i in range(20):
+            await client.send(f"m{i}")
+        echoed = []
+        with pytest.raises(ConnectionClosed) as info:
+            for _ in range(21):  # bounded: the close comes after 3 echoes
+                echoed.append(await recv(client))
+        await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+    assert echoed == ["m0", "m1", "m2"]
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == (1008 if server.quirks.protocol_close_codes else 1011)
+    record = await server.report(token)
+    assert record["error"].split(":")[0] == "RateLimited"
+    assert record["sent"][-1]["code"] == 1008
+
+
 # --------------------------------------------------------------------------- close codes and reasons
 
 
