@@ -325,3 +325,56 @@ def test_main_allow_origin(monkeypatch: pytest.MonkeyPatch) -> None:
         with http.websocket_connect("/ws/lobby", headers={"origin": "http://two.example"}):
             pass  # pragma: no cover
     assert refused.value.status_code == 403
+
+
+# --------------------------------------------------------------------------- limits
+
+
+async def test_message_over_64_kib_closes_with_1009(base_url: str) -> None:
+    async with client(base_url, "lobby", "ana") as ana:
+        assert await receive(ana) == join("lobby", "ana")
+        # At the limit: a valid frame of exactly 64 KiB (too long a "text" for the chat: 1008 would follow,
+        # so pad with an ignored key instead).
+        padding = chat.MAX_MESSAGE - len(json.dumps({"text": "hi", "pad": ""}))
+        await ana.send(json.dumps({"text": "hi", "pad": "x" * padding}))
+        assert (await receive(ana))["text"] == "hi"
+        await ana.send(json.dumps({"text": "hi", "pad": "x" * (padding + 1)}))
+        assert await close_code(ana) == 1009
+
+
+async def test_flooding_client_closes_with_1008_when_max_rate_is_set() -> None:
+    with serve(chat.create_app(max_rate=0.5)) as base_url:  # burst 1, then one message every 2 s
+        async with client(base_url, "lobby", "ana") as ana, client(base_url, "lobby", "bob") as bob:
+            assert await receive(ana) == join("lobby", "ana")
+            assert await receive(bob) == join("lobby", "bob")
+            assert await receive(ana) == join("lobby", "bob")
+            for i in range(10):
+                await send(ana, {"text": f"flood {i}"})
+            assert (await receive(bob))["text"] == "flood 0"
+            assert await close_code(ana) == 1008
+            assert await receive(bob) == leave("lobby", "ana")  # bob stays, and hears ana leave
+            await assert_nothing_arrives(bob)
+
+
+async def test_no_rate_limit_by_default(base_url: str) -> None:
+    async with client(base_url, "lobby", "ana") as ana:
+        assert await receive(ana) == join("lobby", "ana")
+        for i in range(200):
+            await send(ana, {"text": f"m{i}"})
+        assert [(await receive(ana))["text"] for _ in range(200)] == [f"m{i}" for i in range(200)]
+
+
+def test_main_max_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    apps: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    chat.main(["--max-rate", "0.5"])
+    with TestClient(apps[0]).websocket_connect("/ws/lobby") as ws:
+        assert ws.receive_json()["type"] == "join"
+        ws.send_json({"text": "one"})
+        assert ws.receive_json()["text"] == "one"
+        ws.send_json({"text": "two"})
+        with pytest.raises(bocadillo_ws.WebSocketDisconnect) as closed:
+            ws.receive_json()  # the leave notice goes to the others; ana is closed
+    assert closed.value.code == 1008
