@@ -124,8 +124,6 @@ class OriginPolicy:
         self.allowed_origins: tuple[str, ...] = tuple(allowed_origins)
         self.same_origin = bool(same_origin)
         self.allow_missing_origin = bool(allow_missing_origin)
-        self._exact: frozenset[Origin] = frozenset()
-        self._wildcards: tuple[tuple[str, str, int | None], ...] = ()
         exact: set[Origin] = set()
         wildcards: list[tuple[str, str, int | None]] = []
         for pattern in self.allowed_origins:
@@ -142,11 +140,14 @@ class OriginPolicy:
             if wildcard:
                 if origin.host.startswith("["):
                     raise _pattern_error(pattern, "an IP address has no subdomains")
+                if "." not in origin.host.rstrip("."):
+                    # "https://*.com" would let every .com site in.
+                    raise _pattern_error(pattern, "a wildcard needs a domain, not a top-level domain")
                 wildcards.append((origin.scheme, "." + origin.host, origin.port))
             else:
                 exact.add(origin)
-        self._exact = frozenset(exact)
-        self._wildcards = tuple(wildcards)
+        self._exact: frozenset[Origin] = frozenset(exact)
+        self._wildcards: tuple[tuple[str, str, int | None], ...] = tuple(wildcards)
 
     def __repr__(self) -> str:
         return (

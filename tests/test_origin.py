@@ -227,6 +227,8 @@ def test_an_empty_policy_refuses_every_browser() -> None:
         "https://*.*.example.com",
         "https://*example.com",
         "https://*.[::1]",
+        "https://*.com",  # every .com site
+        "https://*.localhost",
         "",
     ],
 )
