@@ -1,4 +1,4 @@
-"""CONTRACT.md §7: which backend is live, how it is chosen, how it is built."""
+"""docs/contract.md §7: which backend is live, how it is chosen, how it is built."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ The app is tests/interop_app.py; the client is the ``websockets`` library.
 
 Where a server cannot do what the contract describes, the test asserts what
 it really does, from the table ``QUIRKS`` (each entry says why, with the
-server's code path); the README's "Servers" section summarises it.
+server's code path); docs/servers.md summarises it.
 
 Subprocesses rather than threads: an application error then reaches the
 server's own handler (the behaviour under test), and the server formats its

@@ -1,4 +1,4 @@
-"""CONTRACT.md §5: the JSON codecs, on both backends."""
+"""docs/contract.md §5: the JSON codecs, on both backends."""
 
 from __future__ import annotations
 
@@ -397,7 +397,7 @@ def test_custom_loads_other_errors_propagate(impl: Any) -> None:
 
 @pytest.mark.parametrize("document", ["01", "1.", "[-]", '"a\nb"'])
 def test_ujson_leniencies_are_as_documented(impl: Any, document: str) -> None:
-    """README "JSON codecs": ujson accepts these; json and orjson refuse them."""
+    """docs/json-codecs.md: ujson accepts these; json and orjson refuse them."""
     assert impl.module.make_json_codec("ujson").decode(document) is not None
     for strict in ("json", "orjson"):
         with pytest.raises(bocadillo_ws.InvalidJSON):

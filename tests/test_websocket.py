@@ -1,4 +1,4 @@
-"""CONTRACT.md §3, §4 and §6, row by row, against both backends (in-memory transport)."""
+"""docs/contract.md §3, §4 and §6, row by row, against both backends (in-memory transport)."""
 
 from __future__ import annotations
 

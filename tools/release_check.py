@@ -251,12 +251,14 @@ def check_sdist(sdist: Path, files: list[str]) -> None:
         f"{PACKAGE}/_codec_py.py",
     }
     # Every source of the package, every test file, the demo and examples the tests load,
-    # and the fuzz replays (pyproject's testpaths run them).
+    # the fuzz replays (pyproject's testpaths run them), the docs the README links to
+    # (tests/test_docs.py checks the links) and the upstream compatibility suite.
+    shipped_dirs = (f"{PACKAGE}/", "tests/", "demo/", "examples/", "docs/", "compat/", "fuzz/seeds/", "fuzz/crashes/")
     required |= {
         n
         for n in files
-        if n.startswith((f"{PACKAGE}/", "tests/", "demo/", "examples/", "fuzz/seeds/", "fuzz/crashes/"))
-        or n in ("fuzz/test_crashes.py", "fuzz/fuzz_codec.py")
+        if n.startswith(shipped_dirs)
+        or n in ("fuzz/test_crashes.py", "fuzz/fuzz_codec.py", "CONTRIBUTING.md", "benchmarks/README.md")
     }
     missing = sorted(required - names)
     check(not missing, f"sdist lacks {missing}")
