@@ -353,6 +353,42 @@ def render_chart(ops_path: Path, e2e_path: Path | None, out: Path) -> None:
 # --------------------------------------------------------------------------- main
 
 
+# --------------------------------------------------------------------------- Hub fan-out (bench_fanout.py)
+
+
+def run_fanout(pythons: dict[str, str], quick: list[str], problems: list[str]) -> str:
+    """bench_fanout.py on each Python (Redis on the first only); a Markdown section for RESULTS.md."""
+    rows = []
+    redis_line = ""
+    for i, (version, python) in enumerate(pythons.items()):
+        extra = quick + ([] if i == 0 else ["--no-redis"])
+        raw = bench(python, "bench_fanout.py", common.RESULTS_DIR / f"fanout-{version}.raw.json", extra)
+        if raw is None:
+            problems.append(f"bench_fanout.py failed on Python {version}")
+            continue
+        us, ratios = raw["in_process"]["us_per_recipient"], raw["in_process"]["ratios"]
+        for name, value in us.items():
+            ratio = ratios.get(name)
+            vs = f"{ratio['speedup_vs_starlette']:.1f}x / {ratio['x_floor']:.2f}x" if ratio else ""
+            rows.append([version, name, f"{value:.3f}", vs])
+        stall = raw.get("stalled")
+        if stall:
+            rows.append([version, "hub, one member stalled", f"{stall['us_per_recipient']['one_stalled']:.3f}", f"{stall['ratio']:.2f}x the no-stall time"])
+        redis = raw.get("redis") or {}
+        if redis.get("latency_ms", {}).get("p50") is not None:
+            lat = redis["latency_ms"]
+            redis_line = (
+                f"\nThrough Redis (Python {version}, one process, loopback): publish→receive at 1,000 msg/s"
+                f" p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms; one hub drains"
+                f" {redis['drain_msgs_per_s']:,.0f} msg/s.\n"
+            )
+    if not rows:
+        return ""
+    table = md_table(["Python", "variant", "µs per recipient", "vs Starlette's loop / vs floor"], rows)
+    head = "\n## Hub fan-out (bench_fanout.py)\n\nOne ~100-byte message to 1,000 members of a room.\n\n"
+    return head + table + "\n" + redis_line
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: every benchmark in its --quick mode")
@@ -361,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ops", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-fanout", action="store_true", help="skip bench_fanout.py (Hub fan-out, Redis)")
     parser.add_argument("--no-install", action="store_true", help="reuse the venvs as they are (no rebuild)")
     parser.add_argument(
         "--e2e-args", default="", metavar="ARGS", help="more arguments for bench_e2e.py, e.g. '--rounds 7 --concurrent'"
@@ -437,7 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         chart = result.returncode == 0
         if not chart:
             problems.append("the chart could not be drawn")
+    fanout = None
+    if not args.skip_fanout:
+        fanout = run_fanout(pythons, quick, problems)
     path = write_results(args, command, ops, e2e, memory, problems, chart)
+    if fanout:
+        with path.open("a", encoding="utf-8") as results:
+            results.write(fanout)
     print(f"\nwrote {path}" + (f" and {common.RESULTS_DIR / 'chart.png'}" if chart else ""))
     for row in common.evaluate_targets(ops.get(args.main_python), e2e, memory):
         print(f"  {row['status']:5} {row['target']}: {row['measured']} (goal {row['goal']})")

@@ -1,6 +1,6 @@
 # Stub for the compiled backend, bocadillo_ws/_codec.pyx. It has exactly the
 # API of bocadillo_ws/_codec_py.py (tests compare the signatures).
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Container, Coroutine
 from typing import Any, ClassVar
 
 from starlette.websockets import WebSocketState
@@ -97,3 +97,13 @@ def use_methods(
 def typed_receive(ws: WebSocketCore) -> Coroutine[Any, Any, Any]: ...
 def typed_anext(self: WebSocketCore) -> Coroutine[Any, Any, Any]: ...
 def typed_send(ws: WebSocketCore, message: Any) -> Coroutine[Any, Any, None]: ...
+
+# bocadillo_ws.Hub's per-member loop (twin of _codec_py.fan_out).
+def fan_out(
+    members: list[Any],
+    event: Message,
+    busy: Container[Any] | None,
+    suspended: list[tuple[Any, Any, Any]],
+    queued: list[Any],
+    lost: list[tuple[Any, BaseException]],
+) -> int: ...

@@ -607,3 +607,98 @@ from ._codec_methods import with_methods  # noqa: E402 - needs the helpers above
 # The module's WebSocketCore becomes the subclass with the methods (the C
 # type's name is bound at compile time: assign through globals()).
 globals()["WebSocketCore"] = with_methods(WebSocketCore, sys.modules[__name__])
+
+
+# --------------------------------------------------------------------------- Hub fan-out
+#
+# bocadillo_ws.Hub's per-member loop (issue 11), twin of _codec_py.fan_out.
+# Self-contained on purpose (own declarations, own type check): the rest of
+# this module is being rewritten, and this section must merge on its own.
+
+from cpython.ref cimport Py_XDECREF  # noqa: E402 - this section's own
+
+cdef extern from "Python.h":
+    # Renamed C declarations so they never clash with the module's own.
+    int _fan_iter_send "PyIter_Send"(object iterator, object value, PyObject** result) except -1
+    bint _fan_coro_check "PyCoro_CheckExact"(object obj)
+    Py_ssize_t _fan_list_size "PyList_GET_SIZE"(object lst)
+    PyObject* _fan_list_item "PyList_GET_ITEM"(object lst, Py_ssize_t i)
+
+cdef enum:
+    _FAN_CONNECTED = 1  # _app_state values (Starlette's WebSocketState)
+    _FAN_DISCONNECTED = 2
+    _FAN_PYGEN_RETURN = 0  # PyIter_Send: the iterator returned (PYGEN_NEXT = 1: it yielded)
+
+cdef type _fan_core_type = WebSocketCore  # the member type that passed the check last
+
+
+cdef inline WebSocketCore _fan_member(object ws):
+    global _fan_core_type
+    if type(ws) is not _fan_core_type:
+        if not isinstance(ws, WebSocketCore):
+            raise TypeError(f"fan_out() members must be bocadillo_ws WebSockets, got {type(ws).__name__}")
+        _fan_core_type = type(ws)
+    return <WebSocketCore>ws
+
+
+cdef object _fan_iterator(object awaitable):
+    # What `await awaitable` drives: the coroutine itself, else its __await__().
+    if _fan_coro_check(awaitable):
+        return awaitable
+    try:
+        method = type(awaitable).__await__
+    except AttributeError:
+        raise TypeError(f"object {type(awaitable).__name__} can't be used in 'await' expression") from None
+    return method(awaitable)
+
+
+def fan_out(members, event, busy, suspended, queued, lost):
+    """Send ``event`` through each connected member's server ``send``; the number delivered.
+
+    A member in ``busy`` is appended to ``queued`` (the hub queues it). A send
+    that suspends goes to ``suspended`` as ``(ws, iterator, yielded)``: the
+    hub's writer finishes it. A member whose send raised goes to ``lost`` as
+    ``(ws, exception)``; an ``OSError`` also marks it disconnected, as a
+    failed ``send`` does. ``members`` may change during the call (a server
+    ``send`` may run code): the loop reads it by index.
+    """
+    if type(members) is not list or type(event) is not dict or type(suspended) is not list:
+        raise TypeError("fan_out() takes a list of members, a dict event and lists for its results")
+    if type(queued) is not list or type(lost) is not list:
+        raise TypeError("fan_out() takes a list of members, a dict event and lists for its results")
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t delivered = 0
+    cdef PyObject* result = NULL
+    cdef int status
+    cdef WebSocketCore core
+    cdef bint check_busy = busy is not None and len(busy) > 0
+    while i < _fan_list_size(members):
+        ws = <object>_fan_list_item(members, i)
+        i += 1
+        core = _fan_member(ws)
+        if core._app_state != _FAN_CONNECTED:
+            continue
+        if check_busy and ws in busy:
+            queued.append(ws)
+            continue
+        try:
+            iterator = _fan_iterator(core._send(event))
+            result = NULL
+            status = _fan_iter_send(iterator, None, &result)
+        except OSError as exc:
+            core._app_state = _FAN_DISCONNECTED
+            if core._origin is not None:
+                core._origin.application_state = WebSocketState.DISCONNECTED
+            lost.append((ws, exc))
+            continue
+        except Exception as exc:
+            lost.append((ws, exc))
+            continue
+        if status == _FAN_PYGEN_RETURN:
+            Py_XDECREF(result)
+            delivered += 1
+        else:
+            yielded = <object>result
+            Py_XDECREF(result)
+            suspended.append((ws, iterator, yielded))
+    return delivered

@@ -10,7 +10,8 @@ helpers: on CPython a Python-level call costs more than the work it saves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Container, Coroutine
+from types import CoroutineType
 from typing import Any
 
 import ujson
@@ -439,3 +440,72 @@ class WebSocketCore:
     def __anext__(self) -> Coroutine[Any, Any, Any]:
         # Ends with the WebSocketDisconnect itself: `async with` handles it.
         return self._typed_receive()
+
+
+# --------------------------------------------------------------------------- Hub fan-out
+#
+# bocadillo_ws.Hub's per-member loop (issue 11), twin of _codec.pyx's fan_out.
+
+
+def _fan_iterator(awaitable: Any) -> Any:
+    """What ``await awaitable`` drives: the coroutine itself, else its ``__await__()``."""
+    if type(awaitable) is CoroutineType:
+        return awaitable
+    try:
+        method = type(awaitable).__await__
+    except AttributeError:
+        raise TypeError(f"object {type(awaitable).__name__} can't be used in 'await' expression") from None
+    return method(awaitable)
+
+
+def fan_out(
+    members: list[Any],
+    event: Message,
+    busy: Container[Any] | None,
+    suspended: list[tuple[Any, Any, Any]],
+    queued: list[Any],
+    lost: list[tuple[Any, BaseException]],
+) -> int:
+    """Send ``event`` through each connected member's server ``send``; the number delivered.
+
+    A member in ``busy`` is appended to ``queued`` (the hub queues it). A send
+    that suspends goes to ``suspended`` as ``(ws, iterator, yielded)``: the
+    hub's writer finishes it. A member whose send raised goes to ``lost`` as
+    ``(ws, exception)``; an ``OSError`` also marks it disconnected, as a
+    failed ``send`` does. ``members`` may change during the call (a server
+    ``send`` may run code): the loop reads it by index.
+    """
+    if type(members) is not list or type(event) is not dict or type(suspended) is not list:
+        raise TypeError("fan_out() takes a list of members, a dict event and lists for its results")
+    if type(queued) is not list or type(lost) is not list:
+        raise TypeError("fan_out() takes a list of members, a dict event and lists for its results")
+    check_busy = busy is not None and len(busy) > 0  # type: ignore[arg-type]
+    delivered = 0
+    i = 0
+    while i < len(members):
+        ws = members[i]
+        i += 1
+        if not isinstance(ws, WebSocketCore):
+            raise TypeError(f"fan_out() members must be bocadillo_ws WebSockets, got {type(ws).__name__}")
+        if ws._app_state != CONNECTED:
+            continue
+        if check_busy and ws in busy:  # type: ignore[operator]
+            queued.append(ws)
+            continue
+        try:
+            iterator = _fan_iterator(ws._send(event))
+            yielded = iterator.send(None)
+        except StopIteration:
+            delivered += 1
+            continue
+        except OSError as exc:
+            ws._app_state = DISCONNECTED
+            if ws._origin is not None:
+                ws._origin.application_state = WebSocketState.DISCONNECTED
+            lost.append((ws, exc))
+            continue
+        except Exception as exc:
+            lost.append((ws, exc))
+            continue
+        suspended.append((ws, iterator, yielded))
+    return delivered

@@ -2,7 +2,12 @@
 
 Run it, from the repository root, with bocadillo_ws installed::
 
-    python demo/chat.py [--host 127.0.0.1] [--port 8000] [--allow-origin ORIGIN ...] [--max-rate N]
+    python demo/chat.py [--host 127.0.0.1] [--port 8000] [--redis URL [--workers N]]
+                        [--allow-origin ORIGIN ...] [--max-rate N]
+
+Rooms are ``bocadillo_ws.Hub`` rooms: in this process by default; with
+``--redis redis://127.0.0.1:6379/0`` every process on that Redis shares
+them (several ``chat.py`` on several ports or hosts, or ``--workers N``).
 
 Run it by path, not with ``python -m``: ``-m`` puts the repository root on
 ``sys.path``, and the source tree's ``bocadillo_ws/`` (without the compiled
@@ -22,6 +27,11 @@ Protocol (JSON text frames; binary frames holding UTF-8 JSON work too):
   - ``{"type": "join", "room": ..., "name": ...}`` when someone arrives
     (the newcomer gets their own notice: it means "you are in"),
   - ``{"type": "leave", "room": ..., "name": ...}`` when someone goes.
+  - ``{"type": "gap", "text": ...}`` when the link to Redis was down for a
+    while: messages sent through other servers meanwhile may be missing.
+- server → the sender only: ``{"type": "error", "text": ...}`` when Redis did
+  not take its message (the members on this server got it; the connection
+  stays open).
 
 The ``name`` query parameter is optional (``anonymous`` by default), at most
 32 characters once stripped of surrounding spaces; a room name is at most
@@ -45,6 +55,8 @@ Close codes the server uses:
   load tests and benchmarks are unaffected).
 - ``1009``: a message over 64 KiB (``bocadillo_ws.MessageTooBig``).
 - ``1011``: an unexpected server error.
+- ``1013``: try again later: the client read too slowly and its backlog
+  (``bocadillo_ws.Hub``'s ``max_queue``) overflowed.
 
 A bad message ends only the connection that sent it; the others in the room
 see that client's ``leave`` notice.
@@ -54,19 +66,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 
 import bocadillo_ws
-from bocadillo_ws import MessageError, WebSocket, WebSocketDisconnect, websocket_view
+from bocadillo_ws import (
+    Hub,
+    HubUnavailable,
+    MessageError,
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketState,
+    websocket_view,
+)
 
 MAX_TEXT = 2000
 MAX_NAME = 32
@@ -74,6 +94,9 @@ MAX_ROOM = 64
 MAX_MESSAGE = 64 * 1024  # bytes per frame: far above a 2000-character message, far below every server's cap
 DEFAULT_NAME = "anonymous"
 PAGE = Path(__file__).with_name("index.html")
+REDIS_VARIABLE = "BOCADILLO_WS_CHAT_REDIS"  # --workers: how each worker learns the Redis URL
+ORIGINS_VARIABLE = "BOCADILLO_WS_CHAT_ORIGINS"  # ... the --allow-origin list (space-separated)
+MAX_RATE_VARIABLE = "BOCADILLO_WS_CHAT_MAX_RATE"  # ... and --max-rate
 
 logger = logging.getLogger("chat")
 
@@ -84,12 +107,6 @@ class PolicyViolation(MessageError):
     """The client sent something the chat refuses: closes with 1008."""
 
     close_code = 1008
-
-
-class Member(Protocol):
-    """What a room needs from a connection (a ``bocadillo_ws.WebSocket`` in the app)."""
-
-    async def send(self, message: Any) -> None: ...
 
 
 def check_text(message: object) -> str:
@@ -112,79 +129,42 @@ def check_name(name: str | None) -> str:
     return name
 
 
-class Rooms:
-    """Who is in which room, and delivery to them.
+GAP_NOTICE = {"type": "gap", "text": "you may have missed messages (the link between servers was down)"}
 
-    One instance per app (``create_app``), so two apps in one process (tests)
-    never see each other's members.
-    """
 
-    def __init__(self) -> None:
-        self._rooms: dict[str, set[Member]] = {}
-
-    def members(self, room: str) -> frozenset[Member]:
-        return frozenset(self._rooms.get(room, ()))
-
-    def rooms(self) -> list[str]:
-        return sorted(self._rooms)
-
-    async def join(self, room: str, name: str, member: Member) -> None:
-        self._rooms.setdefault(room, set()).add(member)
-        await self.broadcast(room, {"type": "join", "room": room, "name": name})
-
-    async def leave(self, room: str, name: str, member: Member) -> None:
-        self._discard(room, member)
-        await self.broadcast(room, {"type": "leave", "room": room, "name": name})
-
-    async def broadcast(self, room: str, event: Event) -> None:
-        """Send ``event`` to everyone in ``room``, concurrently.
-
-        A member that turns out to be gone is dropped; the others still get
-        the event. (Its own connection task announces its ``leave`` when it
-        sees the disconnect.)
-        """
-        # A snapshot: members may join or leave while the sends are awaited.
-        members = list(self._rooms.get(room, ()))
-        async with anyio.create_task_group() as tasks:
-            for member in members:
-                tasks.start_soon(self._deliver, room, member, event)
-
-    async def _deliver(self, room: str, member: Member, event: Event) -> None:
-        # Re-check membership: a member leaves the room before its connection
-        # closes, so this keeps us from sending on a closed connection (which
-        # Starlette refuses with a RuntimeError, not a disconnect).
-        if member not in self._rooms.get(room, ()):
-            return
-        try:
-            await member.send(event)
-        except WebSocketDisconnect:
-            self._discard(room, member)
-
-    def _discard(self, room: str, member: Member) -> None:
-        members = self._rooms.get(room)
-        if members is None:
-            return
-        members.discard(member)
-        if not members:
-            del self._rooms[room]  # empty rooms would otherwise pile up forever
+def create_hub(redis: str | None = None) -> Hub:
+    """The chat's rooms: in memory, or shared through Redis at ``redis``."""
+    return Hub(redis, gap_notice=GAP_NOTICE)
 
 
 def create_app(
-    rooms: Rooms | None = None, *, allowed_origins: Iterable[str] = (), max_rate: float | None = None
+    hub: Hub | None = None, *, allowed_origins: Iterable[str] = (), max_rate: float | None = None
 ) -> Starlette:
-    """A fresh chat app with its own ``Rooms`` (also at ``app.state.rooms``).
+    """A fresh chat app with its own ``Hub`` (also at ``app.state.hub`` and ``app.state.rooms``).
 
     Same-origin handshakes, ``allowed_origins`` and handshakes without
     ``Origin`` are accepted; any other origin gets a 403. Messages over
     ``MAX_MESSAGE`` bytes close with 1009; ``max_rate`` (messages per second
     per client, ``None``: no limit) closes a faster client with 1008.
     """
-    rooms = Rooms() if rooms is None else rooms
+    hub = create_hub() if hub is None else hub
     origins = list(allowed_origins)
     page = PAGE.read_text(encoding="utf-8")  # read once: the page is static
 
     async def homepage(request: Request) -> HTMLResponse:
         return HTMLResponse(page)
+
+    async def publish(ws: WebSocket, room: str, event: Event) -> None:
+        try:
+            await hub.publish(room, event)
+        except HubUnavailable:
+            # This server's members got it; the others did not. Say so, keep the connection.
+            logger.warning("Redis is unavailable: a message in %r reached this server only", room)
+            if ws.application_state == WebSocketState.CONNECTED:
+                try:
+                    await ws.send({"type": "error", "text": "not delivered to other servers (Redis unavailable)"})
+                except WebSocketDisconnect:
+                    pass  # the sender is gone too (this was its leave notice)
 
     @websocket_view(
         value_type="json", same_origin=True, allowed_origins=origins, max_size=MAX_MESSAGE, max_rate=max_rate
@@ -198,30 +178,46 @@ def create_app(
                 if len(room) > MAX_ROOM:
                     raise PolicyViolation(f"room name is longer than {MAX_ROOM} characters")
                 name = check_name(ws.query_params.get("name"))
-                await rooms.join(room, name, ws)
                 try:
-                    async for message in ws:
-                        text = check_text(message)
-                        event = {"type": "message", "room": room, "name": name, "text": text, "ts": time.time()}
-                        await rooms.broadcast(room, event)
+                    # The hub removes ws from the room however this block ends.
+                    async with hub.join(room, ws):
+                        await publish(ws, room, {"type": "join", "room": room, "name": name})
+                        async for message in ws:
+                            text = check_text(message)
+                            event = {"type": "message", "room": room, "name": name, "text": text, "ts": time.time()}
+                            await publish(ws, room, event)
                 finally:
-                    # Inside `async with`: leave the room before the
-                    # connection is closed, so no broadcast targets it after.
-                    await rooms.leave(room, name, ws)
+                    # Out of the room already, before the connection is closed.
+                    await publish(ws, room, {"type": "leave", "room": room, "name": name})
         except MessageError as exc:
             # The connection is already closed with exc.close_code. A client's
             # bad message is not a server error: log it, no traceback.
             logger.info("closed a client in %r with %d: %s", room, exc.close_code, exc)
 
-    app = Starlette(routes=[Route("/", homepage), WebSocketRoute("/ws/{room}", chat)])
-    app.state.rooms = rooms
+    app = Starlette(
+        routes=[Route("/", homepage), WebSocketRoute("/ws/{room}", chat)],
+        lifespan=hub.lifespan,
+    )
+    app.state.hub = app.state.rooms = hub
     return app
+
+
+def app_from_environment() -> Starlette:
+    """The app of each ``--workers`` process: the Redis URL, origins and rate come through the environment."""
+    max_rate = os.environ.get(MAX_RATE_VARIABLE)
+    return create_app(
+        create_hub(os.environ[REDIS_VARIABLE]),
+        allowed_origins=os.environ.get(ORIGINS_VARIABLE, "").split(),
+        max_rate=None if not max_rate else float(max_rate),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="bocadillo_ws chat demo")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    parser.add_argument("--redis", metavar="URL", help="share rooms with every process on this Redis (redis://...)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (above 1 needs --redis)")
     parser.add_argument(
         "--allow-origin",
         action="append",
@@ -237,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         help="close a client sending more than N messages per second with 1008 (default: no limit)",
     )
     args = parser.parse_args(argv)
+    if args.workers > 1 and args.redis is None:
+        parser.error("--workers above 1 needs --redis (workers share rooms only through Redis)")
 
     # Imported here so that importing this module (tests, other servers)
     # does not need uvicorn.
@@ -244,8 +242,24 @@ def main(argv: list[str] | None = None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     print(f"bocadillo_ws {bocadillo_ws.__version__}, backend: {bocadillo_ws.BACKEND}", flush=True)
-    print(f"chat on http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(create_app(allowed_origins=args.allow_origin, max_rate=args.max_rate), host=args.host, port=args.port)
+    rooms = "in this process" if args.redis is None else f"shared through {args.redis}"
+    print(f"chat on http://{args.host}:{args.port}/, rooms {rooms}", flush=True)
+    if args.workers > 1:
+        # Each worker imports this file by name (demo/ as app_dir) and builds its app.
+        os.environ[REDIS_VARIABLE] = args.redis
+        os.environ[ORIGINS_VARIABLE] = " ".join(args.allow_origin)
+        os.environ[MAX_RATE_VARIABLE] = "" if args.max_rate is None else repr(args.max_rate)
+        uvicorn.run(
+            "chat:app_from_environment",
+            factory=True,
+            workers=args.workers,
+            app_dir=str(Path(__file__).parent),
+            host=args.host,
+            port=args.port,
+        )
+    else:
+        app = create_app(create_hub(args.redis), allowed_origins=args.allow_origin, max_rate=args.max_rate)
+        uvicorn.run(app, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The chat demo (``demo/chat.py``): rooms, broadcasts, validation, the page.
 
 Everything runs on 127.0.0.1 through a real uvicorn server (``servers.serve``)
-and real ``websockets`` clients, except the delivery-failure test, which
-needs a member whose send fails on demand.
+and real ``websockets`` clients. Rooms shared through Redis by two demo
+processes: tests/test_demo_redis.py.
 """
 
 from __future__ import annotations
@@ -212,47 +212,26 @@ async def test_too_long_name_or_room_is_refused(base_url: str) -> None:
 # --------------------------------------------------------------------------- delivery
 
 
-class FakeMember:
-    """A room member whose send can be made to fail like a vanished peer."""
-
-    def __init__(self, alive: bool = True) -> None:
-        self.alive = alive
-        self.received: list[Any] = []
-
-    async def send(self, message: Any) -> None:
-        if not self.alive:
-            raise bocadillo_ws.WebSocketDisconnect(1006)
-        self.received.append(message)
-
-
-async def test_a_dead_member_does_not_break_a_broadcast() -> None:
-    rooms = chat.Rooms()
-    ana, ghost, bob = FakeMember(), FakeMember(), FakeMember()
-    await rooms.join("lobby", "ana", ana)
-    await rooms.join("lobby", "ghost", ghost)
-    await rooms.join("lobby", "bob", bob)
-    ghost.alive = False
-
-    event = {"type": "message", "room": "lobby", "name": "ana", "text": "hi", "ts": 0.0}
-    await rooms.broadcast("lobby", event)
-
-    assert ana.received[-1] == event and bob.received[-1] == event
-    assert rooms.members("lobby") == {ana, bob}  # the ghost is dropped, quietly
-    await rooms.broadcast("lobby", event)  # and not tried again
-    assert ana.received.count(event) == bob.received.count(event) == 2
+async def test_a_vanished_client_does_not_break_a_broadcast(base_url: str) -> None:
+    async with client(base_url, "lobby", "ana") as ana, client(base_url, "lobby", "bob") as bob:
+        assert await receive(ana) == join("lobby", "ana")
+        assert await receive(ana) == join("lobby", "bob")
+        assert await receive(bob) == join("lobby", "bob")
+        async with client(base_url, "lobby", "ghost") as ghost:
+            for ws in (ana, bob, ghost):
+                assert await receive(ws) == join("lobby", "ghost")
+            ghost.transport.abort()  # gone without a closing handshake
+            for ws in (ana, bob):
+                assert await receive(ws) == leave("lobby", "ghost")
+        await send(ana, {"text": "still here"})
+        for ws in (ana, bob):
+            assert (await receive(ws))["text"] == "still here"
+        await assert_nothing_arrives(ana)
 
 
-async def test_leave_reaches_the_rest_and_is_idempotent() -> None:
-    rooms = chat.Rooms()
-    ana, bob = FakeMember(), FakeMember()
-    await rooms.join("lobby", "ana", ana)
-    await rooms.join("lobby", "bob", bob)
-    await rooms.leave("lobby", "bob", bob)
-    await rooms.leave("lobby", "bob", bob)  # after being dropped as dead, say
-    assert ana.received[-1] == leave("lobby", "bob")
-    assert bob.received == [join("lobby", "bob")]  # nothing after leaving
-    await rooms.leave("lobby", "ana", ana)
-    assert rooms.rooms() == []
+def test_apps_use_a_hub_in_memory_by_default() -> None:
+    app = chat.create_app()
+    assert isinstance(app.state.hub, bocadillo_ws.Hub) and app.state.hub.url is None
 
 
 # --------------------------------------------------------------------------- page and script
@@ -281,6 +260,26 @@ def test_main_prints_the_backend_and_runs_uvicorn(
     [call] = calls
     assert (call["host"], call["port"]) == ("127.0.0.1", 8765)
     assert call["app"].state.rooms.rooms() == []
+    assert call["app"].state.hub.url is None
+
+
+def test_main_shares_rooms_through_redis_with_workers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
+    monkeypatch.setenv(chat.REDIS_VARIABLE, "")  # restored (removed) after the test: main() sets it
+    url = "redis://127.0.0.1:6399/0"
+    chat.main(["--port", "8765", "--redis", url])
+    assert calls[-1]["app"].state.hub.url == url
+    chat.main(["--port", "8765", "--redis", url, "--workers", "3"])
+    assert (calls[-1]["app"], calls[-1]["workers"], calls[-1]["factory"]) == ("chat:app_from_environment", 3, True)
+    assert chat.app_from_environment().state.hub.url == url
+    assert "shared through redis://127.0.0.1:6399/0" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        chat.main(["--workers", "2"])
 
 
 # --------------------------------------------------------------------------- origins
@@ -317,14 +316,30 @@ def test_main_allow_origin(monkeypatch: pytest.MonkeyPatch) -> None:
     apps: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
     chat.main(["--allow-origin", "http://one.example", "--allow-origin", "http://two.example:8080"])
-    http = TestClient(apps[0])
-    for origin in ("http://testserver", "http://one.example", "http://two.example:8080"):
-        with http.websocket_connect("/ws/lobby", headers={"origin": origin}) as ws:
-            assert ws.receive_json()["type"] == "join"
-    with pytest.raises(WebSocketDenialResponse) as refused:
-        with http.websocket_connect("/ws/lobby", headers={"origin": "http://two.example"}):
-            pass  # pragma: no cover
+    with TestClient(apps[0]) as http:
+        for origin in ("http://testserver", "http://one.example", "http://two.example:8080"):
+            with http.websocket_connect("/ws/lobby", headers={"origin": origin}) as ws:
+                assert ws.receive_json()["type"] == "join"
+        with pytest.raises(WebSocketDenialResponse) as refused:
+            with http.websocket_connect("/ws/lobby", headers={"origin": "http://two.example"}):
+                pass  # pragma: no cover
     assert refused.value.status_code == 403
+
+
+def test_workers_get_the_origins_and_the_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--workers builds each worker's app from the environment: the origins and the rate go through it too."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    for variable in (chat.REDIS_VARIABLE, chat.ORIGINS_VARIABLE, chat.MAX_RATE_VARIABLE):
+        monkeypatch.setenv(variable, "")  # restored (removed) after the test: main() sets them
+    argv = ["--redis", "redis://127.0.0.1:6399/0", "--workers", "2", "--allow-origin", "http://one.example"]
+    chat.main([*argv, "--allow-origin", "http://two.example", "--max-rate", "0.5"])
+    assert chat.os.environ[chat.ORIGINS_VARIABLE] == "http://one.example http://two.example"
+    assert float(chat.os.environ[chat.MAX_RATE_VARIABLE]) == 0.5
+    chat.main(argv)
+    assert chat.os.environ[chat.MAX_RATE_VARIABLE] == ""
+    assert chat.app_from_environment().state.hub.url == "redis://127.0.0.1:6399/0"
 
 
 # --------------------------------------------------------------------------- limits
@@ -371,7 +386,7 @@ def test_main_max_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     apps: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
     chat.main(["--max-rate", "0.5"])
-    with TestClient(apps[0]).websocket_connect("/ws/lobby") as ws:
+    with TestClient(apps[0]) as http, http.websocket_connect("/ws/lobby") as ws:
         assert ws.receive_json()["type"] == "join"
         ws.send_json({"text": "one"})
         assert ws.receive_json()["text"] == "one"

@@ -737,3 +737,105 @@ def test_connection_lifecycles_do_not_leak(impl: Any) -> None:
     workload = Workload(cases, tracked, [], names)
     tally = check_no_leak(workload, operations(impl, "lifecycle"))
     assert set(tally) == set(names)
+
+
+# --------------------------------------------------------------------------- Hub
+
+
+class HeldWire(Wire):
+    """A Wire whose frames wait while ``gate`` is set (a paused transport)."""
+
+    __slots__ = ("gate",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: Any = None
+
+    async def send(self, message: Any) -> None:
+        if self.gate is not None and message["type"] == "websocket.send":
+            await self.gate.wait()
+        await super().send(message)
+
+
+def test_hub_does_not_leak(impl: Any) -> None:
+    """Join, publish, leave: the fast path, a failed member, a slow member with each overflow policy.
+
+    Nothing may stay behind: members, mailboxes, writer tasks, the events.
+    """
+    import asyncio
+
+    from bocadillo_ws import Hub
+
+    WebSocket = impl.WebSocket
+    hub_class = type("BackendHub", (Hub,), {"_fan_out": staticmethod(impl.module.fan_out)})
+    payload = fresh("room payload")
+    room = fresh("room-1")
+    tracked: list[Any] = [WebSocket, payload, room, hub_class]
+    hubs = {policy: hub_class(max_queue=2, on_overflow=policy) for policy in ("close", "drop_oldest", "drop_newest")}
+    loop = asyncio.new_event_loop()
+
+    def join(hub: Hub, ws: Any) -> Any:
+        membership = hub.join(room, ws)
+        drive(membership.__aenter__())
+        return membership
+
+    def fast_path(i: int) -> None:
+        hub = hubs["close"]
+        sockets = [connected(WebSocket) for _ in range(3)]
+        memberships = [join(hub, ws) for ws, _ in sockets]
+        assert drive(hub.publish_text(room, payload)) == 3
+        assert drive(hub.publish(room, {"i": i})) == 3
+        for (_, wire), membership in zip(sockets, memberships):
+            assert wire.sent == 3 and wire.last["text"]  # accept + 2 == '{"i":%d}' % i
+            drive(membership.__aexit__(None, None, None))
+        assert hub.rooms() == []
+
+    def failed_member(i: int) -> None:
+        hub = hubs["close"]
+        (good, good_wire), (bad, bad_wire) = connected(WebSocket), connected(WebSocket)
+        memberships = [join(hub, good), join(hub, bad)]
+        bad_wire.fail = True
+        assert drive(hub.publish_text(room, payload)) == 1
+        assert hub.members(room) == [good] and bad.application_state.name == "DISCONNECTED"
+        assert good_wire.last == {"type": "websocket.send", "text": payload}
+        for membership in memberships:
+            drive(membership.__aexit__(None, None, None))
+
+    def slow_member(policy: str) -> Callable[[int], None]:
+        async def run(i: int) -> None:
+            hub = hubs[policy]
+            wire = HeldWire()
+            ws = WebSocket(dict(SCOPE), wire.receive, wire.send)
+            wire.inbound = {"type": "websocket.connect"}
+            await ws.accept()
+            async with hub.join(room, ws):
+                wire.gate = asyncio.Event()
+                for _ in range(4):  # one in flight, two queued, one over the limit
+                    await hub.publish_text(room, payload)
+                gate, wire.gate = wire.gate, None
+                gate.set()
+                for _ in range(10):  # the writer drains, or the overflow close is sent
+                    await asyncio.sleep(0)
+                # accept + frames: close gets the 1013 close; the drops get 1 in flight + 2 queued.
+                expected = {"close": 2, "drop_oldest": 4, "drop_newest": 4}[policy]
+                assert wire.sent == expected, (policy, wire.sent)
+            assert not hub._busy and not hub._tasks and hub.rooms() == []
+
+        def case(i: int) -> None:
+            loop.run_until_complete(run(i))
+
+        case.__name__ = f"slow_{policy}"
+        return case
+
+    cases: list[Callable[[int], None]] = [fast_path, failed_member, *(slow_member(p) for p in hubs)]
+    names = [getattr(c, "__name__", "case") for c in cases]
+    tracked_refcounts_are_real([payload, room])
+    try:
+        workload = Workload(cases, tracked, [], names)
+        tally = check_no_leak(workload, operations(impl, "lifecycle") // 4)
+    finally:
+        loop.close()
+    assert set(tally) == set(names)
+    stats = hubs["close"].stats()
+    assert stats.closed_for_overflow == tally["slow_close"] and stats.lost == tally["failed_member"]
+    assert (stats.members, stats.writers, stats.queued) == (0, 0, 0)

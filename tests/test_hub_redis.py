@@ -1,0 +1,226 @@
+"""bocadillo_ws.Hub across processes through a real redis-server (Debian's; no mocks).
+
+Two hubs in one event loop stand for two processes: each has its own
+subscriber, publisher and origin id. The real two-process case (two demo
+servers) is in tests/test_demo_hub.py. Members are both backends' WebSockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from bocadillo_ws import Hub, HubUnavailable
+from hub_helpers import backend_hub, member, settle
+from redis_server import RedisServer, redis_server
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+
+@pytest.fixture
+def hub_class(impl: Any) -> type[Hub]:
+    return backend_hub(impl)
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+async def until(condition: Any, timeout: float = 3.0) -> float:
+    """Wait for ``condition()``; how long it took (fails after ``timeout``)."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not true within {timeout} s")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - start
+
+
+@contextlib.asynccontextmanager
+async def hubs(hub_class: type[Hub], url: str, n: int = 2, **options: Any) -> AsyncIterator[list[Hub]]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(hub_class(url, **options)) for _ in range(n)]
+
+
+def channels(redis: RedisServer) -> list[str]:
+    reply = redis.command(b"PUBSUB", b"CHANNELS", b"*").decode()
+    return sorted(line for line in reply.split("\r\n")[1:] if line and not line.startswith("$"))
+
+
+async def test_members_in_two_hubs_get_each_others_messages_once_in_order(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    async with hubs(hub_class, redis.url) as (one, two):
+        (a, a_peer), (b, b_peer), (c, c_peer) = [await member(WebSocket) for _ in range(3)]
+        async with one.join("lobby", a), two.join("lobby", b), two.join("other", c):
+            for seq in range(500):
+                await (one if seq % 2 else two).publish("lobby", {"seq": seq})
+            await until(lambda: len(a_peer.frames) == 500 and len(b_peer.frames) == 500)
+            await asyncio.sleep(0.1)  # anything doubled would have arrived by now
+            expected = [{"seq": seq} for seq in range(500)]
+            # Per publisher, order holds; local ones arrive at once, remote ones through Redis.
+            for peer in (a_peer, b_peer):
+                assert sorted(peer.texts, key=lambda m: m["seq"]) == expected
+                assert [m for m in peer.texts if m["seq"] % 2] == expected[1::2]
+                assert [m for m in peer.texts if not m["seq"] % 2] == expected[0::2]
+            assert c_peer.frames == []
+        stats = one.stats()
+        assert stats.delivered == 500 and stats.gaps == 0
+
+
+async def test_own_publish_is_local_at_once_and_its_echo_ignored(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    async with hubs(hub_class, redis.url, 1) as (hub,):
+        ws, peer = await member(WebSocket)
+        async with hub.join("r", ws):
+            assert await hub.publish_text("r", "mine") == 1
+            assert peer.frames == ["mine"]  # before any round trip
+            await hub.publish_bytes("r", b"\xff")
+            await asyncio.sleep(0.2)
+            assert peer.frames == ["mine", b"\xff"]
+
+
+async def test_text_and_bytes_cross_processes(hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer) -> None:
+    async with hubs(hub_class, redis.url) as (one, two):
+        ws, peer = await member(WebSocket)
+        async with two.join("r", ws):
+            await one.publish_text("r", "héllo")
+            await one.publish_bytes("r", b"\x00\xff")
+            await one.publish("r", {"k": [1]})
+            await until(lambda: len(peer.frames) == 3)
+        assert peer.frames == ["héllo", b"\x00\xff", '{"k":[1]}']
+
+
+async def test_channels_follow_local_membership_under_the_prefix(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    async with hubs(hub_class, redis.url, 1, channel_prefix="app1:") as (hub,):
+        (a, _), (b, _) = await member(WebSocket), await member(WebSocket)
+        assert channels(redis) == []
+        async with hub.join("lobby", a):
+            assert channels(redis) == ["app1:lobby"]
+            async with hub.join("lobby", b), hub.join("x", b):
+                assert channels(redis) == ["app1:lobby", "app1:x"]
+            await until(lambda: channels(redis) == ["app1:lobby"])
+        await until(lambda: channels(redis) == [])
+
+
+async def test_prefixes_separate_apps(hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer) -> None:
+    async with hub_class(redis.url, channel_prefix="a:") as one, hub_class(redis.url, channel_prefix="b:") as two:
+        ws, peer = await member(WebSocket)
+        async with two.join("r", ws):
+            await one.publish("r", 1)
+            await two.publish("r", 2)
+            await asyncio.sleep(0.2)
+        assert peer.texts == [2]
+
+
+async def test_one_subscriber_and_one_publisher_connection_per_hub(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    async with hubs(hub_class, redis.url, 1) as (hub,):
+        members = [await member(WebSocket) for _ in range(20)]
+        async with contextlib.AsyncExitStack() as stack:
+            for i, (ws, _) in enumerate(members):
+                await stack.enter_async_context(hub.join(f"room{i % 5}", ws))
+            await asyncio.gather(*(hub.publish(f"room{i % 5}", i) for i in range(50)))
+            assert len(redis.clients()) == 2
+    await until(lambda: redis.clients() == [])
+
+
+async def test_publishing_while_redis_is_down_is_local_then_raises_fast(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    async with hubs(hub_class, redis.url, 1) as (hub,):
+        ws, peer = await member(WebSocket)
+        async with hub.join("r", ws):
+            redis.stop()
+            for _ in range(3):
+                start = time.monotonic()
+                with pytest.raises(HubUnavailable, match="delivered locally only"):
+                    await hub.publish("r", "still here")
+                assert time.monotonic() - start < 0.6
+            assert peer.texts == ["still here"] * 3
+
+
+async def test_publishing_while_redis_is_frozen_raises_within_0_6_s(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    async with hubs(hub_class, redis.url, 1) as (hub,):
+        ws, peer = await member(WebSocket)
+        async with hub.join("r", ws):
+            redis.freeze()
+            try:
+                start = time.monotonic()
+                with pytest.raises(HubUnavailable):
+                    await hub.publish("r", 1)
+                assert time.monotonic() - start < 0.6
+                assert peer.texts == [1]
+            finally:
+                redis.thaw()
+
+
+async def test_a_restart_is_reported_as_a_gap_and_rooms_come_back(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    gaps: list[list[str]] = []
+    notice = {"type": "gap", "text": "you may have missed messages"}
+    async with hub_class(redis.url) as one, hub_class(redis.url, on_gap=gaps.append, gap_notice=notice) as two:
+        ws, peer = await member(WebSocket)
+        async with two.join("r", ws):
+            await one.publish("r", "before")
+            await until(lambda: peer.texts == ["before"])
+            redis.stop()
+            await asyncio.sleep(0.3)
+            redis.start()
+            back = await until(lambda: two.stats().gaps == 1)
+            assert back < 1.0
+            assert gaps == [["r"]]
+            await one.publish("r", "after")
+            await until(lambda: peer.texts[-1:] == ["after"])
+            assert peer.texts == ["before", notice, "after"]
+            assert two.stats().redis_reconnects == 1
+
+
+async def test_a_hub_not_started_refuses_to_publish_remotely(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    hub = hub_class(redis.url)
+    ws, peer = await member(WebSocket)
+    async with hub.join("r", ws):
+        with pytest.raises(HubUnavailable, match="not running"):
+            await hub.publish("r", 1)
+    assert peer.texts == [1]
+    await settle()
+
+
+async def test_a_room_joined_while_redis_is_down_is_subscribed_when_it_returns(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    gaps: list[list[str]] = []
+    async with hub_class(redis.url, on_gap=gaps.append) as one, hub_class(redis.url) as two:
+        ws, peer = await member(WebSocket)
+        redis.stop()
+        await until(lambda: not one._redis.connected)  # type: ignore[union-attr]
+        async with one.join("late", ws):
+            assert channels_or_none(redis) is None
+            redis.start()
+            await until(lambda: gaps == [["late"]])
+            await until(lambda: "bocadillo_ws:late" in channels(redis))
+            await two.publish("late", "hello")
+            await until(lambda: peer.texts == ["hello"])
+
+
+def channels_or_none(redis: RedisServer) -> list[str] | None:
+    try:
+        return channels(redis)
+    except OSError:
+        return None
