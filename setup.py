@@ -2,7 +2,9 @@
 
 Everything but the extension lives in ``pyproject.toml``. The build either
 compiles the extension or fails; it makes a pure-Python package only when
-``BOCADILLO_WS_NO_EXTENSIONS=1`` says so (or on a non-CPython interpreter).
+``BOCADILLO_WS_NO_EXTENSIONS=1`` says so, on a non-CPython interpreter, or on
+a free-threaded CPython (3.13t, 3.14t: the compiled module needs the GIL), and
+its banner names which of these it was.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _load_env_module():
 
 
 _env = _load_env_module()
-PURE = _env.extensions_disabled(os.environ) or sys.implementation.name != "cpython"
+PURE_REASON = _env.pure_reason(os.environ)
 
 OPT_OUT = (
     f"bocadillo_ws could not compile its Cython extension. Install a C compiler and the "
@@ -71,8 +73,15 @@ def _extensions() -> list[Extension]:
     )
 
 
-if PURE:
-    print("*********************\n* Pure Python build *\n*********************", file=sys.stderr)
+def _banner(*lines: str) -> str:
+    width = max(map(len, lines))
+    rule = "*" * (width + 4)
+    return "\n".join([rule, *(f"* {line:<{width}} *" for line in lines), rule])
+
+
+if PURE_REASON is not None:
+    # tools/release_check.py and the tests look for "* Pure Python build" and the reason.
+    print(_banner("Pure Python build", f"because {PURE_REASON}"), file=sys.stderr)
     setup()
 else:
     print("**********************\n* Accelerated build *\n**********************", file=sys.stderr)

@@ -8,6 +8,7 @@ from ._backend import BACKEND
 from ._errors import InvalidJSON, MessageError, MessageTooBig, RateLimited, UnexpectedMessageType
 from ._hub import Hub, HubStats, HubUnavailable
 from ._message_types import MESSAGE_TYPES
+from ._origin import OriginMiddleware, OriginPolicy, refuse_cross_origin
 from ._view import websocket_view
 from ._websocket import WebSocket
 
@@ -22,10 +23,13 @@ __all__ = [
     "InvalidJSON",
     "MessageError",
     "MessageTooBig",
+    "OriginMiddleware",
+    "OriginPolicy",
     "RateLimited",
     "UnexpectedMessageType",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketState",
+    "refuse_cross_origin",
     "websocket_view",
 ]

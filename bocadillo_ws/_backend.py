@@ -1,17 +1,19 @@
 """Chooses the compiled or the pure-Python backend, once, at import time.
 
 Nothing else in the package imports ``_codec`` or ``_codec_py`` directly.
+Pure when ``_env.pure_reason`` gives a reason: the opt-out variable, a
+non-CPython interpreter, or a free-threaded CPython.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from typing import TYPE_CHECKING, Literal
 
-from ._env import extensions_disabled
+from ._env import pure_reason
 
-NO_EXTENSIONS = extensions_disabled(os.environ) or sys.implementation.name != "cpython"
+PURE_REASON = pure_reason(os.environ)
+NO_EXTENSIONS = PURE_REASON is not None
 
 BACKEND: Literal["cython", "python"]
 if TYPE_CHECKING or NO_EXTENSIONS:
@@ -31,4 +33,4 @@ else:
     else:
         BACKEND = "cython"
 
-__all__ = ["BACKEND", "NO_EXTENSIONS", "JSONCodec", "WebSocketCore", "fan_out", "make_json_codec"]
+__all__ = ["BACKEND", "NO_EXTENSIONS", "PURE_REASON", "JSONCodec", "WebSocketCore", "fan_out", "make_json_codec"]

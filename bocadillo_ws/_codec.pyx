@@ -563,10 +563,14 @@ def json_event(ws, data, mode):
 @cython.always_allow_keywords(False)
 def connection_lost(ws):
     """The transport failed: Starlette marks the application side closed."""
-    cdef WebSocketCore core = _core(ws)
+    _lost(_core(ws))
+
+
+cdef int _lost(WebSocketCore core) except -1:
     core._app_state = DISCONNECTED
     if core._origin is not None:
         core._origin.application_state = WebSocketState.DISCONNECTED
+    return 0
 
 
 # receive()/send()/__anext__ pick the typed coroutine function for the
@@ -611,9 +615,7 @@ globals()["WebSocketCore"] = with_methods(WebSocketCore, sys.modules[__name__])
 
 # --------------------------------------------------------------------------- Hub fan-out
 #
-# bocadillo_ws.Hub's per-member loop (issue 11), twin of _codec_py.fan_out.
-# Self-contained on purpose (own declarations, own type check): the rest of
-# this module is being rewritten, and this section must merge on its own.
+# bocadillo_ws.Hub's per-member loop, twin of _codec_py.fan_out.
 
 from cpython.ref cimport Py_XDECREF  # noqa: E402 - this section's own
 
@@ -625,8 +627,7 @@ cdef extern from "Python.h":
     PyObject* _fan_list_item "PyList_GET_ITEM"(object lst, Py_ssize_t i)
 
 cdef enum:
-    _FAN_CONNECTED = 1  # _app_state values (Starlette's WebSocketState)
-    _FAN_DISCONNECTED = 2
+    _FAN_CONNECTED = 1  # _app_state value (Starlette's WebSocketState)
     _FAN_PYGEN_RETURN = 0  # PyIter_Send: the iterator returned (PYGEN_NEXT = 1: it yielded)
 
 cdef type _fan_core_type = WebSocketCore  # the member type that passed the check last
@@ -686,9 +687,7 @@ def fan_out(members, event, busy, suspended, queued, lost):
             result = NULL
             status = _fan_iter_send(iterator, None, &result)
         except OSError as exc:
-            core._app_state = _FAN_DISCONNECTED
-            if core._origin is not None:
-                core._origin.application_state = WebSocketState.DISCONNECTED
+            _lost(core)  # as a failed send does
             lost.append((ws, exc))
             continue
         except Exception as exc:

@@ -444,7 +444,7 @@ class WebSocketCore:
 
 # --------------------------------------------------------------------------- Hub fan-out
 #
-# bocadillo_ws.Hub's per-member loop (issue 11), twin of _codec.pyx's fan_out.
+# bocadillo_ws.Hub's per-member loop, twin of _codec.pyx's fan_out.
 
 
 def _fan_iterator(awaitable: Any) -> Any:
@@ -499,9 +499,7 @@ def fan_out(
             delivered += 1
             continue
         except OSError as exc:
-            ws._app_state = DISCONNECTED
-            if ws._origin is not None:
-                ws._origin.application_state = WebSocketState.DISCONNECTED
+            ws._lost()  # as a failed send does
             lost.append((ws, exc))
             continue
         except Exception as exc:

@@ -3,6 +3,7 @@
 Run it, from the repository root, with bocadillo_ws installed::
 
     python demo/chat.py [--host 127.0.0.1] [--port 8000] [--redis URL [--workers N]]
+                        [--allow-origin ORIGIN ...] [--max-rate N]
 
 Rooms are ``bocadillo_ws.Hub`` rooms: in this process by default; with
 ``--redis redis://127.0.0.1:6379/0`` every process on that Redis shares
@@ -36,6 +37,12 @@ The ``name`` query parameter is optional (``anonymous`` by default), at most
 32 characters once stripped of surrounding spaces; a room name is at most
 64 characters.
 
+Origins: a handshake from another site's page is refused with HTTP 403
+(Cross-Site WebSocket Hijacking; docs/security.md). The demo's own page
+(same origin) is accepted, and so are the origins given with
+``--allow-origin`` (repeatable; ``https://*.example.com`` for subdomains)
+and handshakes without ``Origin`` (non-browser clients).
+
 Close codes the server uses:
 
 - ``1000``: normal closure (server shutting down the connection cleanly).
@@ -43,7 +50,10 @@ Close codes the server uses:
   (``bocadillo_ws.InvalidJSON``).
 - ``1008``: policy violation (``PolicyViolation`` below): the JSON is not an
   object with a string ``"text"`` of at most 2000 characters, or the name or
-  room name is too long.
+  room name is too long; or, with ``--max-rate N``, the client sent more than
+  N messages per second (``bocadillo_ws.RateLimited``; off by default, so
+  load tests and benchmarks are unaffected).
+- ``1009``: a message over 64 KiB (``bocadillo_ws.MessageTooBig``).
 - ``1011``: an unexpected server error.
 - ``1013``: try again later: the client read too slowly and its backlog
   (``bocadillo_ws.Hub``'s ``max_queue``) overflowed.
@@ -58,6 +68,7 @@ import argparse
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +91,12 @@ from bocadillo_ws import (
 MAX_TEXT = 2000
 MAX_NAME = 32
 MAX_ROOM = 64
+MAX_MESSAGE = 64 * 1024  # bytes per frame: far above a 2000-character message, far below every server's cap
 DEFAULT_NAME = "anonymous"
 PAGE = Path(__file__).with_name("index.html")
 REDIS_VARIABLE = "BOCADILLO_WS_CHAT_REDIS"  # --workers: how each worker learns the Redis URL
+ORIGINS_VARIABLE = "BOCADILLO_WS_CHAT_ORIGINS"  # ... the --allow-origin list (space-separated)
+MAX_RATE_VARIABLE = "BOCADILLO_WS_CHAT_MAX_RATE"  # ... and --max-rate
 
 logger = logging.getLogger("chat")
 
@@ -123,9 +137,18 @@ def create_hub(redis: str | None = None) -> Hub:
     return Hub(redis, gap_notice=GAP_NOTICE)
 
 
-def create_app(hub: Hub | None = None) -> Starlette:
-    """A fresh chat app with its own ``Hub`` (also at ``app.state.hub`` and ``app.state.rooms``)."""
+def create_app(
+    hub: Hub | None = None, *, allowed_origins: Iterable[str] = (), max_rate: float | None = None
+) -> Starlette:
+    """A fresh chat app with its own ``Hub`` (also at ``app.state.hub`` and ``app.state.rooms``).
+
+    Same-origin handshakes, ``allowed_origins`` and handshakes without
+    ``Origin`` are accepted; any other origin gets a 403. Messages over
+    ``MAX_MESSAGE`` bytes close with 1009; ``max_rate`` (messages per second
+    per client, ``None``: no limit) closes a faster client with 1008.
+    """
     hub = create_hub() if hub is None else hub
+    origins = list(allowed_origins)
     page = PAGE.read_text(encoding="utf-8")  # read once: the page is static
 
     async def homepage(request: Request) -> HTMLResponse:
@@ -143,7 +166,9 @@ def create_app(hub: Hub | None = None) -> Starlette:
                 except WebSocketDisconnect:
                     pass  # the sender is gone too (this was its leave notice)
 
-    @websocket_view(value_type="json")
+    @websocket_view(
+        value_type="json", same_origin=True, allowed_origins=origins, max_size=MAX_MESSAGE, max_rate=max_rate
+    )
     async def chat(ws: WebSocket) -> None:
         room: str = ws.path_params["room"]
         try:
@@ -178,8 +203,13 @@ def create_app(hub: Hub | None = None) -> Starlette:
 
 
 def app_from_environment() -> Starlette:
-    """The app of each ``--workers`` process: the Redis URL comes through the environment."""
-    return create_app(create_hub(os.environ[REDIS_VARIABLE]))
+    """The app of each ``--workers`` process: the Redis URL, origins and rate come through the environment."""
+    max_rate = os.environ.get(MAX_RATE_VARIABLE)
+    return create_app(
+        create_hub(os.environ[REDIS_VARIABLE]),
+        allowed_origins=os.environ.get(ORIGINS_VARIABLE, "").split(),
+        max_rate=None if not max_rate else float(max_rate),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,6 +218,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     parser.add_argument("--redis", metavar="URL", help="share rooms with every process on this Redis (redis://...)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (above 1 needs --redis)")
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept WebSockets from pages of ORIGIN (repeatable; default: same origin only)",
+    )
+    parser.add_argument(
+        "--max-rate",
+        type=float,
+        default=None,
+        metavar="N",
+        help="close a client sending more than N messages per second with 1008 (default: no limit)",
+    )
     args = parser.parse_args(argv)
     if args.workers > 1 and args.redis is None:
         parser.error("--workers above 1 needs --redis (workers share rooms only through Redis)")
@@ -203,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers > 1:
         # Each worker imports this file by name (demo/ as app_dir) and builds its app.
         os.environ[REDIS_VARIABLE] = args.redis
+        os.environ[ORIGINS_VARIABLE] = " ".join(args.allow_origin)
+        os.environ[MAX_RATE_VARIABLE] = "" if args.max_rate is None else repr(args.max_rate)
         uvicorn.run(
             "chat:app_from_environment",
             factory=True,
@@ -212,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
             port=args.port,
         )
     else:
-        uvicorn.run(create_app(create_hub(args.redis)), host=args.host, port=args.port)
+        app = create_app(create_hub(args.redis), allowed_origins=args.allow_origin, max_rate=args.max_rate)
+        uvicorn.run(app, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,14 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
 
 import bocadillo_ws
-from bocadillo_ws import WebSocket, WebSocketDisconnect, websocket_view
+from bocadillo_ws import (
+    OriginMiddleware,
+    OriginPolicy,
+    WebSocket,
+    WebSocketDisconnect,
+    refuse_cross_origin,
+    websocket_view,
+)
 
 SERVERS = ("uvicorn-websockets", "uvicorn-websockets-sansio", "uvicorn-wsproto", "hypercorn", "daphne")
 REPORT_TIMEOUT = 10.0
@@ -180,6 +187,32 @@ async def raw_raise_after_accept(scope: Scope, receive: Any, send: Any) -> None:
     raise RuntimeError("raw boom after accept")
 
 
+# Origin checks, the three ways (same-origin, plus one listed origin).
+FRIEND = "http://friend.example"
+
+
+@websocket_view(same_origin=True, allowed_origins=[FRIEND])
+async def origin_view(ws: WebSocket) -> None:
+    note(ws, "view ran")
+    await echo(ws)
+
+
+async def origin_helper(websocket: Any) -> None:
+    ws = WebSocket.from_starlette(websocket)
+    if await refuse_cross_origin(ws, OriginPolicy([FRIEND], same_origin=True)):
+        note(ws, "refused")
+        return
+    note(ws, "view ran")
+    async with ws:  # accepts; a disconnect ends it quietly
+        async for message in ws:
+            await ws.send(message)
+
+
+# Receive-side limits: 64 KiB per message (below every server's own cap), and
+# 3 messages at once then one every 2 s (a flood trips it at once).
+LIMIT = 64 * 1024
+
+
 async def report(scope: Scope, receive: Any, send: Any) -> None:
     """Send the record of another connection (``?of=TOKEN``) once its application call has ended."""
     token = parse_qs(scope["query_string"].decode("latin-1"))["of"][0]
@@ -210,9 +243,19 @@ ROUTES = [
     WebSocketRoute("/deny", deny),
     WebSocketRoute("/raises", raises),
     WebSocketRoute("/raises-before-accept", raises_before_accept),
+    WebSocketRoute("/limits/size/bytes", websocket_view(value_type="bytes", max_size=LIMIT)(record_disconnect(echo))),
+    WebSocketRoute("/limits/size/text", websocket_view(value_type="text", max_size=LIMIT)(record_disconnect(echo))),
+    WebSocketRoute("/limits/rate", websocket_view(max_rate=0.5, max_burst=3)(record_disconnect(echo))),
+    WebSocketRoute("/origin/view", origin_view),
+    WebSocketRoute("/origin/helper", origin_helper),
+    WebSocketRoute("/origin/middleware", websocket_view()(echo)),
 ]
-RAW = {"/raw/raise-before-accept": raw_raise_before_accept, "/raw/raise-after-accept": raw_raise_after_accept}
 starlette_app = Starlette(routes=ROUTES)
+RAW = {
+    "/raw/raise-before-accept": raw_raise_before_accept,
+    "/raw/raise-after-accept": raw_raise_after_accept,
+    "/origin/middleware": OriginMiddleware(starlette_app, allowed_origins=[FRIEND], same_origin=True),
+}
 
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:

@@ -15,7 +15,7 @@ import pytest
 from starlette.websockets import WebSocket as StarletteWebSocket
 
 import bocadillo_ws
-from bocadillo_ws._env import ENV_VAR, extensions_disabled
+from bocadillo_ws._env import ENV_VAR, extensions_disabled, free_threaded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,6 +67,27 @@ def test_env_var_falsy_values_keep_the_extension(value: str) -> None:
 def test_non_cpython_gets_pure_python() -> None:
     code = "import sys; sys.implementation.name = 'pypy'; " + CHECK
     assert run_python(code) == "python bocadillo_ws._codec_py"
+
+
+# Makes this process look like a free-threaded CPython build to sysconfig.
+FAKE_FREE_THREADED = (
+    "import sysconfig; _get = sysconfig.get_config_var; "
+    "sysconfig.get_config_var = lambda name: 1 if name == 'Py_GIL_DISABLED' else _get(name)\n"
+)
+
+
+def test_free_threaded_cpython_gets_pure_python() -> None:
+    # Faked here; `tox -e freethreaded` runs the same on a real python3.13t.
+    code = FAKE_FREE_THREADED + CHECK + "; import bocadillo_ws._backend as be; print(be.PURE_REASON)"
+    backend, reason = run_python(code).splitlines()
+    assert backend == "python bocadillo_ws._codec_py"
+    assert reason.startswith("this CPython is free-threaded (Py_GIL_DISABLED)")
+
+
+@pytest.mark.c_extension
+def test_gil_build_has_no_pure_reason() -> None:
+    code = "import sysconfig, bocadillo_ws._backend as be; print(sysconfig.get_config_var('Py_GIL_DISABLED'), be.PURE_REASON)"
+    assert run_python(code) in ("0 None", "None None")
 
 
 def test_env_parsing_is_one_function() -> None:
@@ -155,10 +176,10 @@ def _copy_source(tmp_path: Path) -> Path:
     return source
 
 
-def _build(source: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def _build(source: Path, *pip_args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k != ENV_VAR}
     environ.update(env)
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", "dist", "."]
+    command = [sys.executable, "-m", "pip", "wheel", *pip_args, "--no-deps", "--no-build-isolation", "-w", "dist", "."]
     return subprocess.run(command, cwd=source, env=environ, capture_output=True, text=True, timeout=300)
 
 
@@ -175,6 +196,7 @@ def test_pure_build_is_explicit_and_makes_a_pure_wheel(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # builds a wheel: once, not on every Python
+@pytest.mark.skipif(free_threaded(), reason="free-threaded CPython builds pure, compiles nothing (tested below)")
 def test_build_that_cannot_compile_fails_loudly(tmp_path: Path) -> None:
     source = _copy_source(tmp_path)
     result = _build(source, CC="false", LDSHARED="false", CFLAGS="")
@@ -183,3 +205,22 @@ def test_build_that_cannot_compile_fails_loudly(tmp_path: Path) -> None:
     assert "could not compile its Cython extension" in output
     assert f"{ENV_VAR}=1" in output
     assert not list(source.glob("dist/*.whl"))
+
+
+@pytest.mark.slow  # builds a wheel: once, not on every Python
+def test_free_threaded_build_is_pure_and_says_why(tmp_path: Path) -> None:
+    # setup.py run (by pip's build hook, in a subprocess) as if on a free-threaded
+    # CPython: a sitecustomize fakes sysconfig there. The real build on a real
+    # python3.13t is `tox -e freethreaded`.
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "sitecustomize.py").write_text(FAKE_FREE_THREADED)
+    source = _copy_source(tmp_path)
+    result = _build(source, "-v", PYTHONPATH=str(fake))
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "* Pure Python build" in output and "Accelerated build" not in output
+    assert "because this CPython is free-threaded (Py_GIL_DISABLED)" in output
+    (wheel,) = (source / "dist").glob("*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    assert not [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith((".so", ".pyd"))]

@@ -18,9 +18,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketDenialResponse
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import bocadillo_ws
 from servers import serve
@@ -280,3 +280,117 @@ def test_main_shares_rooms_through_redis_with_workers(
     assert "shared through redis://127.0.0.1:6399/0" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         chat.main(["--workers", "2"])
+
+
+# --------------------------------------------------------------------------- origins
+
+
+async def handshake_status(url: str, origin: str | None) -> int:
+    """101 if the handshake succeeds, else the HTTP status the client got."""
+    try:
+        async with connect(url, origin=origin, open_timeout=ARRIVES, close_timeout=ARRIVES) as ws:
+            assert (await receive(ws))["type"] == "join"
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+async def test_cross_origin_handshake_is_refused() -> None:
+    """Cross-Site WebSocket Hijacking: another site's page gets a 403 and never joins; the own page, a listed origin and a non-browser client do."""
+    app = chat.create_app(allowed_origins=["https://*.friend.example"])
+    with serve(app) as base_url:
+        own = "http://" + base_url.removeprefix("ws://")
+        url = f"{base_url}/ws/lobby?name=mallory"
+        assert await handshake_status(url, "http://evil.example") == 403
+        assert await handshake_status(url, "null") == 403
+        assert await handshake_status(url, "https://friend.example") == 403  # the domain itself is not listed
+        assert app.state.rooms.rooms() == []  # mallory never joined
+        assert await handshake_status(url, own) == 101
+        assert await handshake_status(url, "https://chat.friend.example") == 101
+        assert await handshake_status(url, None) == 101
+
+
+def test_main_allow_origin(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    apps: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    chat.main(["--allow-origin", "http://one.example", "--allow-origin", "http://two.example:8080"])
+    with TestClient(apps[0]) as http:
+        for origin in ("http://testserver", "http://one.example", "http://two.example:8080"):
+            with http.websocket_connect("/ws/lobby", headers={"origin": origin}) as ws:
+                assert ws.receive_json()["type"] == "join"
+        with pytest.raises(WebSocketDenialResponse) as refused:
+            with http.websocket_connect("/ws/lobby", headers={"origin": "http://two.example"}):
+                pass  # pragma: no cover
+    assert refused.value.status_code == 403
+
+
+def test_workers_get_the_origins_and_the_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--workers builds each worker's app from the environment: the origins and the rate go through it too."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    for variable in (chat.REDIS_VARIABLE, chat.ORIGINS_VARIABLE, chat.MAX_RATE_VARIABLE):
+        monkeypatch.setenv(variable, "")  # restored (removed) after the test: main() sets them
+    argv = ["--redis", "redis://127.0.0.1:6399/0", "--workers", "2", "--allow-origin", "http://one.example"]
+    chat.main([*argv, "--allow-origin", "http://two.example", "--max-rate", "0.5"])
+    assert chat.os.environ[chat.ORIGINS_VARIABLE] == "http://one.example http://two.example"
+    assert float(chat.os.environ[chat.MAX_RATE_VARIABLE]) == 0.5
+    chat.main(argv)
+    assert chat.os.environ[chat.MAX_RATE_VARIABLE] == ""
+    assert chat.app_from_environment().state.hub.url == "redis://127.0.0.1:6399/0"
+
+
+# --------------------------------------------------------------------------- limits
+
+
+async def test_message_over_64_kib_closes_with_1009(base_url: str) -> None:
+    async with client(base_url, "lobby", "ana") as ana:
+        assert await receive(ana) == join("lobby", "ana")
+        # At the limit: a valid frame of exactly 64 KiB (too long a "text" for the chat: 1008 would follow,
+        # so pad with an ignored key instead).
+        padding = chat.MAX_MESSAGE - len(json.dumps({"text": "hi", "pad": ""}))
+        await ana.send(json.dumps({"text": "hi", "pad": "x" * padding}))
+        assert (await receive(ana))["text"] == "hi"
+        await ana.send(json.dumps({"text": "hi", "pad": "x" * (padding + 1)}))
+        assert await close_code(ana) == 1009
+
+
+async def test_flooding_client_closes_with_1008_when_max_rate_is_set() -> None:
+    with serve(chat.create_app(max_rate=0.5)) as base_url:  # burst 1, then one message every 2 s
+        async with client(base_url, "lobby", "ana") as ana, client(base_url, "lobby", "bob") as bob:
+            assert await receive(ana) == join("lobby", "ana")
+            assert await receive(bob) == join("lobby", "bob")
+            assert await receive(ana) == join("lobby", "bob")
+            await send(ana, {"text": "flood 0"})
+            assert (await receive(ana))["text"] == "flood 0"  # one at a time: nothing in flight at the close
+            await send(ana, {"text": "flood 1"})  # a 2nd within 2 s: over the bucket
+            assert (await receive(bob))["text"] == "flood 0"
+            assert await close_code(ana) == 1008
+            assert await receive(bob) == leave("lobby", "ana")  # bob stays, and hears ana leave
+            await assert_nothing_arrives(bob)
+
+
+async def test_no_rate_limit_by_default(base_url: str) -> None:
+    async with client(base_url, "lobby", "ana") as ana:
+        assert await receive(ana) == join("lobby", "ana")
+        for i in range(200):
+            await send(ana, {"text": f"m{i}"})
+        assert [(await receive(ana))["text"] for _ in range(200)] == [f"m{i}" for i in range(200)]
+
+
+def test_main_max_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    apps: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    chat.main(["--max-rate", "0.5"])
+    with TestClient(apps[0]) as http, http.websocket_connect("/ws/lobby") as ws:
+        assert ws.receive_json()["type"] == "join"
+        ws.send_json({"text": "one"})
+        assert ws.receive_json()["text"] == "one"
+        ws.send_json({"text": "two"})
+        with pytest.raises(bocadillo_ws.WebSocketDisconnect) as closed:
+            ws.receive_json()  # the leave notice goes to the others; ana is closed
+    assert closed.value.code == 1008

@@ -92,16 +92,29 @@ class Quirks:
     # Hypercorn closes with 1011 when the app's call ends while connected,
     # Daphne's application checker with 1011 within a second.
     error_after_accept_close: int | None = 1011
+    # The server's own cap on an incoming message (its default; the app sees
+    # nothing bigger): uvicorn's ws_max_size and Hypercorn's
+    # websocket_max_message_size are 16 MiB, Daphne's
+    # websocket_max_message_size (autobahn's maxMessagePayloadSize) 1 MiB.
+    max_message_size: int = 16 * 1024 * 1024
+    # Past that cap, (the close code the client gets, the code of the app's
+    # websocket.disconnect). uvicorn's "websockets" and Hypercorn close with
+    # 1009 but tell the app 1006; websockets-sansio and wsproto tell it 1009.
+    # Daphne (autobahn, failByDrop) drops the TCP connection with no close
+    # frame: the client sees 1006 (None here), the app 1006.
+    over_cap_codes: tuple[int | None, int] = (1009, 1006)
 
 
 UVICORN = Quirks(error_before_accept=(500, b"Internal Server Error"), error_after_accept_close=None)
 QUIRKS = {
     "uvicorn-websockets": UVICORN,
     # websockets-sansio and wsproto report a lost connection as 1005 (no status received).
-    "uvicorn-websockets-sansio": replace(UVICORN, lost_connection_code=1005),
-    "uvicorn-wsproto": replace(UVICORN, lost_connection_code=1005),
+    "uvicorn-websockets-sansio": replace(UVICORN, lost_connection_code=1005, over_cap_codes=(1009, 1009)),
+    "uvicorn-wsproto": replace(UVICORN, lost_connection_code=1005, over_cap_codes=(1009, 1009)),
     "hypercorn": Quirks(both_receive_keys=True, client_close_code=1006),
     "daphne": Quirks(
+        max_message_size=1024 * 1024,
+        over_cap_codes=(None, 1006),
         drops_empty_messages=True,
         drops_accept_headers=True,
         drops_close_reasons=True,
@@ -199,9 +212,9 @@ async def server_closes(client: ClientConnection) -> tuple[int | None, str | Non
     return info.value.rcvd.code, info.value.rcvd.reason
 
 
-async def handshake_refused(url: str) -> InvalidStatus:
+async def handshake_refused(url: str, **kwargs: Any) -> InvalidStatus:
     with pytest.raises(InvalidStatus) as info:
-        async with client_for(url):
+        async with client_for(url, **kwargs):
             pass  # pragma: no cover - the handshake must fail
     return info.value
 
@@ -338,6 +351,106 @@ async def test_denial_response(server: Server) -> None:
             {"denial": "unsupported", "error": "The server doesn't support the Websocket Denial Response extension."}
         ]
         assert [event["type"] for event in record["sent"]] == ["websocket.close"]
+
+
+# --------------------------------------------------------------------------- origin checks
+
+
+@pytest.mark.parametrize("path", ["/origin/view", "/origin/helper", "/origin/middleware"])
+async def test_origin_check(server: Server, path: str) -> None:
+    """Cross-site WebSocket hijacking refused: another site's page gets a 403; the app's own page and a listed one chat."""
+    same = "http://" + server.base.removeprefix("ws://")
+    for origin in (same, "http://friend.example", None):
+        token, url = server.url(path)
+        async with client_for(url, origin=origin) as client:
+            await client.send("hello")
+            assert await recv(client) == "hello"
+        record = await server.report(token)
+        assert record["error"] is None
+        assert record["sent"][0]["type"] == "websocket.accept"
+    for origin in ("http://evil.example", "null", same.replace("http:", "https:"), "http://127.0.0.1:1"):
+        token, url = server.url(path)
+        refused = await handshake_refused(url, origin=origin)
+        assert refused.response.status_code == 403
+        record = await server.report(token)
+        assert record["error"] is None
+        assert "view ran" not in record["notes"]
+        sent = [event["type"] for event in record["sent"]]
+        if server.quirks.denial_response:
+            assert bytes(refused.response.body) == b"Origin not allowed"
+            assert sent == ["websocket.http.response.start", "websocket.http.response.body"]
+        else:  # Daphne: a close before accept, which it answers with a 403
+            assert [(event["type"], event["code"]) for event in record["sent"]] == [("websocket.close", 1008)]
+
+
+# --------------------------------------------------------------------------- size limits
+
+
+async def test_server_cap_acts_first(server: Server) -> None:
+    """A message over the server's own cap never reaches the app: the server ends the connection itself.
+
+    What the client and the app then see differs per server (``Quirks.over_cap_codes``).
+    """
+    cap = server.quirks.max_message_size
+    token, url = server.url("/echo/bytes")
+    async with client_for(url, max_size=None) as client:
+        await client.send(b"x" * cap)  # at the cap: delivered
+        assert await recv(client) == b"x" * cap
+        await client.send(b"x" * (cap + 1))
+        code, _ = await server_closes(client)
+    client_code, app_code = server.quirks.over_cap_codes
+    assert code == client_code
+    record = await server.report(token)
+    assert record["error"] is None
+    frames = [event for event in record["received"] if event["type"] == "websocket.receive"]
+    assert len(frames) == 1  # only the first message reached the app
+    assert [note["disconnect"][0] for note in record["notes"]] == [app_code]
+
+
+LIMIT = 64 * 1024  # interop_app.LIMIT
+
+
+@pytest.mark.parametrize(
+    ("path", "at_limit", "over_limit"),
+    [
+        pytest.param("/limits/size/bytes", b"x" * LIMIT, b"x" * (LIMIT + 1), id="bytes"),
+        # Text is measured in UTF-8 bytes: LIMIT // 2 two-byte characters are exactly the limit.
+        pytest.param("/limits/size/text", "é" * (LIMIT // 2), "é" * (LIMIT // 2) + "a", id="text-utf8"),
+    ],
+)
+async def test_max_size_closes_with_1009(server: Server, path: str, at_limit: str | bytes, over_limit: str | bytes) -> None:
+    token, url = server.url(path)
+    async with client_for(url, max_size=None) as client:
+        await client.send(at_limit)
+        assert await recv(client) == at_limit
+        await client.send(over_limit)
+        received = await server_closes(client)
+    record = await server.report(token)
+    assert record["error"].split(":")[0] == "MessageTooBig"
+    assert record["sent"][-1]["type"] == "websocket.close"
+    assert record["sent"][-1]["code"] == 1009
+    # Daphne refuses 1009 from the app and sends 1011 itself.
+    assert received[0] == (1009 if server.quirks.protocol_close_codes else 1011)
+
+
+async def test_flooding_client_gets_1008(server: Server) -> None:
+    """max_rate=0.5, max_burst=3: back-to-back messages get 3 echoes, then close 1008.
+
+    Each message waits for its echo: nothing is in flight when the server
+    closes, so no server resets the connection over unread data (which would
+    lose the close frame).
+    """
+    token, url = server.url("/limits/rate")
+    async with client_for(url) as client:
+        for i in range(3):
+            await client.send(f"m{i}")
+            assert await recv(client) == f"m{i}"
+        await client.send("m3")  # a 4th within 2 s: over the bucket
+        received = await server_closes(client)
+    assert received == ((1008 if server.quirks.protocol_close_codes else 1011), "")
+    record = await server.report(token)
+    assert record["error"].split(":")[0] == "RateLimited"
+    assert record["sent"][-1] == {"type": "websocket.close", "code": 1008, "reason": ""}
 
 
 # --------------------------------------------------------------------------- close codes and reasons

