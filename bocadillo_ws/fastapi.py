@@ -11,7 +11,9 @@ Change one import and nothing else::
 FastAPI's dependency injection builds it from the connection (path and
 query parameters, other dependencies, ``WebSocketException`` and background
 tasks work as usual). ``JSONWebSocket`` and ``BytesWebSocket`` are the same
-with ``value_type="json"`` / ``"bytes"``; for other options::
+with ``value_type="json"`` / ``"bytes"``; for other options (FastAPI >= 0.135
+accepts ``Depends`` on a WebSocket-typed parameter; before it, annotate with
+``bocadillo_ws.fastapi.Provided`` instead of ``bocadillo_ws.WebSocket``)::
 
     Chat = Annotated[bocadillo_ws.WebSocket, WebSocketOptions(value_type="json", max_size=65536)]
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.dependencies.models import Dependant
@@ -35,7 +37,11 @@ from starlette.websockets import WebSocket as StarletteWebSocket
 
 from . import _websocket
 
-__all__ = ["BytesWebSocket", "JSONWebSocket", "WebSocket", "WebSocketOptions", "install"]
+__all__ = ["BytesWebSocket", "JSONWebSocket", "Provided", "WebSocket", "WebSocketOptions", "install"]
+
+# A bocadillo WebSocket class that FastAPI does not take for Starlette's
+# (the public class's mixin): for Annotated[Provided, WebSocketOptions(...)].
+Provided = _websocket.WebSocketAPI
 
 Provider = Callable[[StarletteWebSocket], Awaitable[_websocket.WebSocketAPI]]
 
@@ -69,9 +75,16 @@ def WebSocketOptions(**options: Any) -> Any:
     return Depends(provider(**options))
 
 
-WebSocket = Annotated[_websocket.WebSocket, WebSocketOptions()]
-JSONWebSocket = Annotated[_websocket.WebSocket, WebSocketOptions(value_type="json")]
-BytesWebSocket = Annotated[_websocket.WebSocket, WebSocketOptions(value_type="bytes")]
+if TYPE_CHECKING:
+    WebSocket = Annotated[_websocket.WebSocket, WebSocketOptions()]
+    JSONWebSocket = Annotated[_websocket.WebSocket, WebSocketOptions(value_type="json")]
+    BytesWebSocket = Annotated[_websocket.WebSocket, WebSocketOptions(value_type="bytes")]
+else:
+    # At run time FastAPI sees the mixin, not a Starlette WebSocket subclass:
+    # FastAPI before 0.135 refuses `Depends` on a WebSocket-typed parameter.
+    WebSocket = Annotated[_websocket.WebSocketAPI, WebSocketOptions()]
+    JSONWebSocket = Annotated[_websocket.WebSocketAPI, WebSocketOptions(value_type="json")]
+    BytesWebSocket = Annotated[_websocket.WebSocketAPI, WebSocketOptions(value_type="bytes")]
 
 
 def install(app: FastAPI, **options: Any) -> None:

@@ -47,7 +47,9 @@ def swallowing(app: Any, errors: list[BaseException]) -> Any:
 def load_example(WebSocket: type[Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(bocadillo_ws, "WebSocket", WebSocket)
     monkeypatch.setattr(bocadillo_ws._view, "WebSocket", WebSocket)
-    json_websocket = Annotated[WebSocket, Depends(bocadillo_ws.fastapi.provider(WebSocket, value_type="json"))]
+    json_websocket = Annotated[
+        bocadillo_ws.fastapi.Provided, Depends(bocadillo_ws.fastapi.provider(WebSocket, value_type="json"))
+    ]
     monkeypatch.setattr(bocadillo_ws.fastapi, "JSONWebSocket", json_websocket)
 
     def load(name: str) -> ModuleType:
