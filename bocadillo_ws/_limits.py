@@ -10,7 +10,7 @@ of receiving (typed, raw events, the rare paths) is held to the same limits.
 from __future__ import annotations
 
 import math
-import time
+from time import monotonic
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,15 +60,18 @@ class TokenBucket:
         self.rate = rate
         self.burst = burst
         self.tokens = float(burst)
-        self.stamp = time.monotonic()
+        self.stamp = monotonic()
 
     def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        now = monotonic()
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
         self.stamp = now
-        if self.tokens < 1.0:
+        if tokens < 1.0:
+            self.tokens = tokens
             return False
-        self.tokens -= 1.0
+        self.tokens = tokens - 1.0
         return True
 
 
@@ -76,15 +79,17 @@ def limit_receive(receive: Receive, max_size: int | None, max_rate: float | None
     """``receive`` itself when there are no limits, else a wrapper that enforces them."""
     if max_size is None and max_rate is None:
         return receive
-    bucket = None if max_rate is None else TokenBucket(max_rate, max_burst)
+    take = None if max_rate is None else TokenBucket(max_rate, max_burst).take
+    size_limit = -1 if max_size is None else max_size
 
     async def receive_within_limits() -> Message:
         event = await receive()
-        if isinstance(event, Mapping) and event.get("type") == "websocket.receive":
-            if max_size is not None:
-                _check_size(event, max_size)
-            if bucket is not None and not bucket.take():
-                raise RateLimited(bucket.rate, bucket.burst)
+        # Plain dicts (every server's events) first: an ABC isinstance costs more than the rest.
+        if (type(event) is dict or isinstance(event, Mapping)) and event.get("type") == "websocket.receive":
+            if size_limit >= 0:
+                _check_size(event, size_limit)
+            if take is not None and not take():
+                raise RateLimited(max_rate, max_burst)  # type: ignore[arg-type]  # take is set only with a rate
         return event
 
     return receive_within_limits
@@ -92,7 +97,13 @@ def limit_receive(receive: Receive, max_size: int | None, max_rate: float | None
 
 def _check_size(event: Mapping[str, Any], max_size: int) -> None:
     text = event.get("text")
-    if isinstance(text, str):
+    if type(text) is str:
+        size = len(text)
+        if size * 4 <= max_size:  # under the limit whatever the characters
+            return
+        if size <= max_size and not text.isascii():
+            size = len(text.encode("utf-8", "surrogatepass"))
+    elif isinstance(text, str):
         size = utf8_size(text, max_size)
     else:
         data = event.get("bytes")
