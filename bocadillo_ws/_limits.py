@@ -10,8 +10,8 @@ of receiving (typed, raw events, the rare paths) is held to the same limits.
 from __future__ import annotations
 
 import math
-from time import monotonic
 from collections.abc import Mapping
+from time import monotonic
 from typing import Any
 
 from starlette.types import Message, Receive
