@@ -475,7 +475,42 @@ def run_fanout(pythons: dict[str, str], quick: list[str], problems: list[str]) -
         return ""
     table = md_table(["Python", "variant", "µs per recipient", "vs Starlette's loop / vs floor"], rows)
     head = "\n## Hub fan-out (bench_fanout.py)\n\nOne ~100-byte message to 1,000 members of a room.\n\n"
-    return head + table + "\n" + redis_line
+    chart = ""
+    if render_fanout_chart(sorted(common.RESULTS_DIR.glob("fanout-*.raw.json")), common.RESULTS_DIR / "fanout.png"):
+        chart = "\n![fan-out, µs per recipient](fanout.png)\n"
+    return head + table + "\n" + redis_line + chart
+
+
+def render_fanout_chart(raw_paths: list[Path], out: Path) -> bool:
+    """µs per recipient per variant, one group per Python (log scale: Starlette's loop is ~40x the hub)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(path.read_text()) for path in raw_paths]
+    runs = [run for run in runs if run.get("in_process")]
+    if not runs:
+        return False
+    variants = list(runs[0]["in_process"]["us_per_recipient"])
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(variants)
+    for i, variant in enumerate(variants):
+        values = [run["in_process"]["us_per_recipient"].get(variant, 0.0) for run in runs]
+        positions = [x + i * width for x in range(len(runs))]
+        ax.bar(positions, values, width, label=variant)
+    ax.set_xticks([x + width * (len(variants) - 1) / 2 for x in range(len(runs))])
+    ax.set_xticklabels([f"Python {run.get('python', '?').split()[0]}" for run in runs])
+    ax.set_yscale("log")
+    ax.set_ylabel("µs per recipient (lower is better)")
+    ax.set_title("Hub fan-out to 1,000 members, one ~100-byte message")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
