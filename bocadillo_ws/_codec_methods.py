@@ -84,7 +84,7 @@ def with_methods(core: type, c: Any) -> type:
         method.__qualname__ = f"{core.__name__}.{method.__name__}"
         del method.__annotations__["self"]  # as the pure twin's methods: signatures compare equal
         namespace[method.__name__] = method
-    namespace.update(__aiter__=__aiter__, __anext__=c.typed_anext)
+    namespace.update(__aiter__=__aiter__, __anext__=c.typed_anext, _lost=_lost)
     return type(core.__name__, (core,), namespace)
 
 
@@ -218,3 +218,8 @@ async def send(self: Any, message: Any) -> None:
 
 def __aiter__(self: Any) -> Any:
     return self
+
+
+def _lost(self: Any) -> None:
+    """The transport failed (the pure twin's method of the same name): the application side is closed."""
+    connection_lost(self)

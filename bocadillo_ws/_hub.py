@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from starlette.websockets import WebSocketState
-
 from . import _backend
 
 if TYPE_CHECKING:
@@ -367,7 +365,7 @@ class Hub:
                 try:
                     await _resume(box.iterator, yielded)
                 except OSError as exc:
-                    _disconnected(ws)
+                    ws._lost()  # as a failed send does in WebSocket
                     self._lose(ws, exc)
                     return
                 except Exception as exc:
@@ -425,10 +423,3 @@ class Hub:
             redis_reconnects=self.redis_reconnects,
             gaps=self.gaps,
         )
-
-
-def _disconnected(ws: Any) -> None:
-    # As a failed send does in WebSocket: the application side is closed.
-    ws.application_state = WebSocketState.DISCONNECTED
-    if ws._origin is not None:
-        ws._origin.application_state = WebSocketState.DISCONNECTED
