@@ -62,7 +62,7 @@ def _extensions() -> list[Extension]:
     except ImportError as exc:  # pragma: no cover - build-system requires Cython
         raise SystemExit(f"Cython is needed to build bocadillo_ws. {OPT_OUT}") from exc
     return cythonize(
-        [Extension("bocadillo_ws._codec", ["bocadillo_ws/_codec.pyx"])],
+        [Extension("bocadillo_ws._codec", ["bocadillo_ws/_codec.pyx"], depends=["bocadillo_ws/_awaitable.h"])],
         compiler_directives={
             "language_level": 3,
             "embedsignature": True,

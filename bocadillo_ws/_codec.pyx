@@ -5,11 +5,12 @@ Same classes, same behaviour, same exceptions and messages as the pure-Python
 module; any change here lands there in the same commit, and the reverse.
 What differs is how: states and message kinds are C ints, events are read
 with the dict C API when they are plain dicts, and the codecs are called
-through C-level method slots. The message methods themselves are Python
-coroutine functions (``_codec_methods``) over the C helpers at the end of
-this file: a real ``async def`` is what ``inspect.iscoroutinefunction`` and
-every framework's "is this async?" check accept, and CPython 3.11+ runs its
-``await`` of the server's coroutine without leaving the eval loop.
+through C-level method slots. The message methods are CoroutineMethods
+(``_awaitable.h``): each stands for ``_codec_methods``' ``async def`` of the
+same name, so ``inspect.iscoroutinefunction`` and every framework's "is this
+async?" check see a coroutine function, and a call returns a C awaitable
+that drives the server's coroutine itself, with no Python frame between
+(receives on 3.12+ excepted: see ``_C_RECEIVES``).
 """
 
 cimport cython
@@ -21,7 +22,7 @@ from cpython.unicode cimport PyUnicode_1BYTE_KIND, PyUnicode_DATA, PyUnicode_GET
 import sys
 
 import ujson
-from starlette.websockets import WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from . import _json_fallback as fallback
 from . import _starlette_states as states
@@ -380,17 +381,39 @@ cdef class WebSocketCore:
         self._app_state = WebSocketState(state).value
 
 
-# --------------------------------------------------------------------------- helpers of the message methods
+# --------------------------------------------------------------------------- the message methods
 #
-# ``_codec_methods``' coroutines reach the connection only through these:
-# builtins (binding=False) taking one positional argument where they can
-# (METH_O), which the specialising interpreter calls without a lookup on
-# the instance (an instance of a Python subclass of a C type has no inline
-# attribute values, so a method or property load on it is not specialised).
+# receive_text, send_json, receive, send, ... are CoroutineMethods
+# (_awaitable.h): coroutine functions to every introspection (each stands
+# for _codec_methods' async def of the same name), whose calls return a
+# MethodAwaitable. That awaitable calls _start below when first awaited,
+# drives what it returns (the server's receive()/send() on the fast path,
+# else a Python coroutine of the rare cases) and gives the server's event to
+# _finish. No Python frame runs between the caller's await and the
+# server's coroutine.
 
 
 cdef extern from "Python.h":
-    PyObject* PyDict_GetItem(object d, object key)  # borrowed; NULL if missing (no error)
+    # Borrowed; NULL if missing, or with an error set (not for str keys of a dict).
+    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
+
+
+cdef extern from "_awaitable.h":
+    ctypedef struct BwsAwait:
+        PyObject* ws
+        PyObject* arg
+        PyObject* arg2
+        int kind
+        int result
+    ctypedef object (*bws_start_fn)(BwsAwait* aw)
+    ctypedef object (*bws_finish_fn)(BwsAwait* aw, object event)
+    ctypedef object (*bws_failed_fn)(BwsAwait* aw, object exc)
+    int BWS_AS_IS, BWS_FINISH, BWS_SEND
+    int bws_init_types(object core_type, bws_start_fn start, bws_finish_fn finish, bws_failed_fn failed) except -1
+    object bws_coroutine_method(object function, int kind, Py_ssize_t min_args, Py_ssize_t max_args)
+    object bws_await_new(object method, object ws, int kind, PyObject* arg, PyObject* arg2)
+    object bws_method_awaitable_type()
+    object bws_method_type()
 
 
 # Message kinds, as in _message_types (TEXT, BYTES, JSON, EVENT).
@@ -399,6 +422,44 @@ cdef enum:
     BYTES = 1
     JSON = 2
     EVENT = 3
+
+# What a call does: receive_<kind> is its message kind, send_<kind> is
+# SEND_TEXT + its kind; RECEIVE and SEND are the typed receive()/send().
+cdef enum:
+    SEND_TEXT = 4
+    SEND_BYTES = 5
+    SEND_JSON = 6
+    SEND_EVENT = 7
+    RECEIVE = 8
+    SEND = 9
+
+# (name, kind, positional arguments with self: least, most) of each method.
+_METHOD_SHAPES = (
+    ("receive_text", TEXT, 1, 1),
+    ("receive_bytes", BYTES, 1, 1),
+    ("receive_json", JSON, 1, 2),
+    ("receive_event", EVENT, 1, 1),
+    ("send_text", SEND_TEXT, 2, 2),
+    ("send_bytes", SEND_BYTES, 2, 2),
+    ("send_json", SEND_JSON, 2, 3),
+    ("send_event", SEND_EVENT, 2, 2),
+    ("receive", RECEIVE, 1, 1),
+    ("send", SEND, 2, 2),
+)
+
+# Receives return a value. 3.11's `await` takes an awaitable's result through
+# am_send, with no exception; 3.12+ only through a StopIteration instance
+# (about 1,200 instructions a call on 3.13, callgrind), which costs more than
+# the Python coroutine frame the 3.12+ interpreter runs inline. So receives
+# are MethodAwaitables on 3.11 and _codec_methods' coroutines over the
+# helpers below on 3.12+; sends (whose result is None) are MethodAwaitables
+# everywhere.
+cdef bint _C_RECEIVES = sys.version_info < (3, 12)
+
+cdef list _methods = [None] * 10  # the CoroutineMethod of each kind (its name, for messages)
+cdef tuple _receive_functions = None  # _codec_methods' receive_<kind> coroutine functions, by kind
+cdef object _receive_rare = None  # _codec_methods' coroutines of the rare cases
+cdef object _send_rare = None
 
 
 cdef inline object _get(object event, str key):
@@ -416,13 +477,13 @@ cdef inline object _type_of(object event):
 
 cdef inline object _receive_payload(object event, str key, type kind):
     # event[key] for a plain-dict websocket.receive event whose event[key]
-    # is exactly `kind`; None for anything else, which received() handles.
+    # is exactly `kind`; None for anything else, which _finish handles.
     if type(event) is not dict:
         return None
-    cdef PyObject* found = PyDict_GetItem(event, "type")
+    cdef PyObject* found = PyDict_GetItemWithError(event, "type")
     if found == NULL or (<object>found is not "websocket.receive" and <object>found != "websocket.receive"):
         return None
-    found = PyDict_GetItem(event, key)
+    found = PyDict_GetItemWithError(event, key)
     if found == NULL or type(<object>found) is not kind:
         return None
     return <object>found
@@ -463,6 +524,181 @@ cdef object _unpack(WebSocketCore ws, int kind, object event):
     return event  # EVENT
 
 
+cdef object _text_event(object data):
+    if not isinstance(data, str):
+        raise states.send_type_error("send_text", "str", data)
+    return {"type": "websocket.send", "text": data}
+
+
+cdef object _bytes_event(object data):
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise states.send_type_error("send_bytes", "bytes, bytearray or memoryview", data)
+        data = bytes(data)
+    return {"type": "websocket.send", "bytes": data}
+
+
+cdef object _json_event(WebSocketCore core, object data, object mode):
+    if mode == "text":
+        return {"type": "websocket.send", "text": core._json.encode_text(data)}
+    if mode == "binary":
+        return {"type": "websocket.send", "bytes": core._json.encode_binary(data)}
+    raise RuntimeError(_MODE_ERROR)
+
+
+cdef inline object _arg(PyObject* arg, object default):
+    return default if arg == NULL else <object>arg
+
+
+cdef object _start_receive(BwsAwait* aw, WebSocketCore core, int kind):
+    # The twin's receive_<kind> up to its await of the server's receive().
+    ws = <object>aw.ws
+    if kind == JSON:
+        mode = _arg(aw.arg, "text")
+        if mode != "text" and mode != "binary":
+            raise RuntimeError(_MODE_ERROR)
+    if kind == EVENT:
+        if core._client_state == CONNECTED:
+            aw.result = BWS_FINISH
+            return core._receive()
+        return states.call(ws, "receive")
+    if core._app_state == CONNECTED and core._client_state == CONNECTED:
+        aw.result = BWS_FINISH
+        return core._receive()
+    if kind == JSON:
+        return _receive_rare(ws, kind, "receive_json", mode)
+    return _receive_rare(ws, kind, "receive_text" if kind == TEXT else "receive_bytes")
+
+
+cdef object _start_send(BwsAwait* aw, WebSocketCore core, int kind):
+    # The twin's send_<kind> up to its await of the server's send().
+    ws = <object>aw.ws
+    data = <object>aw.arg
+    if kind == SEND_TEXT:
+        if core._app_state != CONNECTED or type(data) is not str:
+            return _send_rare(ws, _text_event(data))
+        event = {"type": "websocket.send", "text": data}
+    elif kind == SEND_BYTES:
+        if core._app_state != CONNECTED or type(data) is not bytes:
+            return _send_rare(ws, _bytes_event(data))
+        event = {"type": "websocket.send", "bytes": data}
+    elif kind == SEND_JSON:
+        event = _json_event(core, data, _arg(aw.arg2, "text"))
+        if core._app_state != CONNECTED:
+            return _send_rare(ws, event)
+    else:  # SEND_EVENT
+        event = data
+        if core._app_state != CONNECTED or event["type"] != "websocket.send":
+            return states.call(ws, "send", event)
+    aw.result = BWS_SEND
+    return core._send(event)
+
+
+cdef object _start(BwsAwait* aw):
+    cdef WebSocketCore core = <WebSocketCore><object>aw.ws  # the call checked its type
+    cdef int kind = aw.kind
+    if kind == RECEIVE:
+        kind = aw.kind = core._receive_kind
+    elif kind == SEND:
+        kind = aw.kind = SEND_TEXT + core._send_kind
+    if kind < SEND_TEXT:
+        return _start_receive(aw, core, kind)
+    return _start_send(aw, core, kind)
+
+
+cdef object _finish(BwsAwait* aw, object event):
+    # A receive's result from what the server's receive() returned.
+    cdef int kind = aw.kind
+    cdef object value
+    if kind == TEXT:
+        value = _receive_payload(event, "text", str)
+        if value is not None:
+            return value
+    elif kind == BYTES:
+        value = _receive_payload(event, "bytes", bytes)
+        if value is not None:
+            return value
+    cdef WebSocketCore core = <WebSocketCore><object>aw.ws
+    if _type_of(event) != "websocket.receive":
+        event = states.replay_receive(core, event)
+    return _unpack(core, kind, event)
+
+
+cdef object _send_failed(BwsAwait* aw, object exc):
+    # As Starlette: an OSError from the server's send is a lost connection.
+    _lost(<WebSocketCore><object>aw.ws)
+    instead = WebSocketDisconnect(code=1006)
+    instead.__context__ = exc
+    return instead
+
+
+cdef int _lost(WebSocketCore core) except -1:
+    core._app_state = DISCONNECTED
+    if core._origin is not None:
+        core._origin.application_state = WebSocketState.DISCONNECTED
+    return 0
+
+
+bws_init_types(WebSocketCore, _start, _finish, _send_failed)
+CoroutineMethod = bws_method_type()
+MethodAwaitable = bws_method_awaitable_type()
+
+
+def awaitable(ws, int kind, *args):
+    """The awaitable of the call of kind ``kind`` (the general path of the methods; 0 to 2 arguments)."""
+    if not 0 <= kind < 10 or len(args) > 2:
+        raise ValueError(f"no method call of kind {kind} with {len(args)} arguments")
+    _core(ws)
+    cdef PyObject* arg = NULL
+    cdef PyObject* arg2 = NULL
+    if len(args) > 0:
+        arg = <PyObject*>args[0]
+    if len(args) > 1:
+        arg2 = <PyObject*>args[1]
+    return bws_await_new(_methods[kind], ws, kind, arg, arg2)
+
+
+cdef object _typed_receive(object ws):
+    cdef WebSocketCore core = _core(ws)
+    if _C_RECEIVES:
+        return bws_await_new(_methods[core._receive_kind], ws, core._receive_kind, NULL, NULL)
+    return _receive_functions[core._receive_kind](ws)
+
+
+def typed_anext(self):
+    """``__anext__``: the awaitable of ``receive_<receive_type>()`` (a method: it binds)."""
+    return _typed_receive(self)
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def typed_receive(ws):
+    """The awaitable of ``receive_<receive_type>()``."""
+    return _typed_receive(ws)
+
+
+def coroutine_methods(dict functions not None, receive_rare, send_rare):
+    """The class's message methods from _codec_methods' coroutine functions ({name: function})."""
+    global _receive_rare, _send_rare, _receive_functions
+    _receive_rare, _send_rare = receive_rare, send_rare
+    _receive_functions = tuple(functions[f"receive_{kind}"] for kind in ("text", "bytes", "json", "event"))
+    methods = {}
+    for name, kind, least, most in _METHOD_SHAPES:
+        _methods[kind] = bws_coroutine_method(functions[name], kind, least, most)
+        if _C_RECEIVES or SEND_TEXT <= kind <= SEND_EVENT or kind == SEND:
+            methods[name] = _methods[kind]
+        else:
+            methods[name] = functions[name]
+    return methods
+
+
+# The helpers of _codec_methods' receive coroutines: builtins (binding=False)
+# taking one positional argument where they can (METH_O), which the
+# specialising interpreter calls without a lookup on the instance (an
+# instance of a Python subclass of a C type has no inline attribute values,
+# so a method or property load on it is not specialised).
+
+
 @cython.binding(False)
 @cython.always_allow_keywords(False)
 def receive_now(ws):
@@ -485,16 +721,6 @@ def client_receive_now(ws):
 
 @cython.binding(False)
 @cython.always_allow_keywords(False)
-def send_now(ws):
-    """The server's send() when the application side is connected, else None."""
-    cdef WebSocketCore core = _core(ws)
-    if core._app_state == CONNECTED:
-        return core._send
-    return None
-
-
-@cython.binding(False)
-@cython.always_allow_keywords(False)
 def text_of(event):
     """The text of a websocket.receive event, or None: then received(ws, TEXT, event)."""
     return _receive_payload(event, "text", str)
@@ -507,56 +733,15 @@ def bytes_of(event):
     return _receive_payload(event, "bytes", bytes)
 
 
-cdef inline int _kind(int kind) except -1:
-    if not 0 <= kind < 4:
-        raise ValueError(f"no message kind {kind}")
-    return kind
-
-
 @cython.binding(False)
 def received(ws, int kind, event):
     """A receive_<kind>'s result (a _message_types code) from what the server's receive() returned."""
     cdef WebSocketCore core = _core(ws)
+    if not 0 <= kind < 4:
+        raise ValueError(f"no message kind {kind}")
     if _type_of(event) != "websocket.receive":
         event = states.replay_receive(core, event)
-    return _unpack(core, _kind(kind), event)
-
-
-@cython.binding(False)
-def unpacked(ws, int kind, event):
-    """A receive_<kind>'s result from an event Starlette's own receive() returned."""
-    return _unpack(_core(ws), _kind(kind), event)
-
-
-@cython.binding(False)
-@cython.always_allow_keywords(False)
-def text_event(data):
-    """The websocket.send event of send_text(data)."""
-    if not isinstance(data, str):
-        raise states.send_type_error("send_text", "str", data)
-    return {"type": "websocket.send", "text": data}
-
-
-@cython.binding(False)
-@cython.always_allow_keywords(False)
-def bytes_event(data):
-    """The websocket.send event of send_bytes(data)."""
-    if type(data) is not bytes:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise states.send_type_error("send_bytes", "bytes, bytearray or memoryview", data)
-        data = bytes(data)
-    return {"type": "websocket.send", "bytes": data}
-
-
-@cython.binding(False)
-def json_event(ws, data, mode):
-    """The websocket.send event of send_json(data, mode)."""
-    cdef WebSocketCore core = _core(ws)
-    if mode == "text":
-        return {"type": "websocket.send", "text": core._json.encode_text(data)}
-    if mode == "binary":
-        return {"type": "websocket.send", "bytes": core._json.encode_binary(data)}
-    raise RuntimeError(_MODE_ERROR)
+    return _unpack(core, kind, event)
 
 
 @cython.binding(False)
@@ -566,47 +751,15 @@ def connection_lost(ws):
     _lost(_core(ws))
 
 
-cdef int _lost(WebSocketCore core) except -1:
-    core._app_state = DISCONNECTED
-    if core._origin is not None:
-        core._origin.application_state = WebSocketState.DISCONNECTED
-    return 0
-
-
-# receive()/send()/__anext__ pick the typed coroutine function for the
-# connection's kind here: a tuple index instead of a chain of compares.
-# Set once by _codec_methods: (text, bytes, json, event), _message_types' order.
-cdef tuple _receive_functions = None
-cdef tuple _send_functions = None
-
-
-def use_methods(tuple receive_functions not None, tuple send_functions not None):
-    global _receive_functions, _send_functions
-    if len(receive_functions) != 4 or len(send_functions) != 4:
-        raise ValueError("four receive and four send functions expected")
-    _receive_functions, _send_functions = receive_functions, send_functions
-
-
 @cython.binding(False)
-@cython.always_allow_keywords(False)
-def typed_receive(ws):
-    """The coroutine of ``receive_<receive_type>()``."""
-    return _receive_functions[_core(ws)._receive_kind](ws)
+def unpacked(ws, int kind, event):
+    """A receive_<kind>'s result from an event Starlette's own receive() returned."""
+    if not 0 <= kind < 4:
+        raise ValueError(f"no message kind {kind}")
+    return _unpack(_core(ws), kind, event)
 
 
-@cython.binding(True)
-def typed_anext(self):
-    """``__anext__``: the coroutine of ``receive_<receive_type>()`` (a method: it binds)."""
-    return _receive_functions[_core(self)._receive_kind](self)
-
-
-@cython.binding(False)
-def typed_send(ws, message):
-    """The coroutine of ``send_<send_type>(message)``."""
-    return _send_functions[_core(ws)._send_kind](ws, message)
-
-
-from ._codec_methods import with_methods  # noqa: E402 - needs the helpers above
+from ._codec_methods import with_methods  # noqa: E402 - needs the functions above
 
 # The module's WebSocketCore becomes the subclass with the methods (the C
 # type's name is bound at compile time: assign through globals()).

@@ -232,3 +232,100 @@ async def test_anyio_start_soon_and_asyncio_scheduling_deliver(WebSocket: type[A
     assert sorted(m.get("text") or m["bytes"].decode() for m in transport.sent[1:]) == [
         "from a task", "from anyio", "typed send", "within a deadline",
     ]
+
+
+# --------------------------------------------------------------------------- the compiled awaitable's edges
+#
+# The compiled backend's calls with positional arguments skip the Python
+# coroutine (_awaitable.h); keyword calls take it. Both must behave as the
+# pure twin's coroutines do, in every way a caller can tell.
+
+
+async def test_keyword_and_positional_calls_agree(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    await ws.send_json({"a": 1}, "binary")
+    await ws.send_json(data={"a": 1}, mode="binary")
+    await ws.send_text(data="t")
+    await ws.send_event(event={"type": "websocket.send", "text": "e"})
+    assert transport.sent[1:] == [
+        {"type": "websocket.send", "bytes": b'{"a":1}'},
+        {"type": "websocket.send", "bytes": b'{"a":1}'},
+        {"type": "websocket.send", "text": "t"},
+        {"type": "websocket.send", "text": "e"},
+    ]
+    transport.inbox.put_nowait(binary(b"[1]"))
+    transport.inbox.put_nowait(binary(b"[2]"))
+    assert await ws.receive_json("binary") == [1]
+    assert await ws.receive_json(mode="binary") == [2]
+    with pytest.raises(TypeError):
+        ws.send_text()  # a missing argument fails at the call, as for any coroutine function
+    with pytest.raises(TypeError):
+        ws.send_text("a", "b")
+
+
+async def test_a_call_never_awaited_warns(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    with pytest.warns(RuntimeWarning, match=r"coroutine '\w+\.send_text' was never awaited"):
+        ws.send_text("lost")
+    with pytest.warns(RuntimeWarning, match=r"coroutine '\w+\.receive_json' was never awaited"):
+        ws.receive_json()
+    assert transport.sent[1:] == []
+
+
+async def test_a_server_send_returning_a_future_or_a_non_awaitable(WebSocket: type[Any]) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def future_send(message: dict[str, Any]) -> asyncio.Future[None]:
+        sent.append(message)
+        done = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(done.set_result, None)
+        return done
+
+    transport = QueueTransport()
+    ws = WebSocket(dict(SCOPE), transport.receive, future_send)
+    transport.inbox.put_nowait(connect())
+    await ws.accept()
+    await ws.send_text("via a future")
+    assert sent[1:] == [{"type": "websocket.send", "text": "via a future"}]
+
+    async def await_it(value: Any) -> None:
+        await value
+
+    with pytest.raises(TypeError) as native:  # the interpreter's own message (3.14 changed it)
+        await await_it(42)
+    ws2 = WebSocket(dict(SCOPE), transport.receive, lambda message: 42)
+    ws2.application_state = ws2.client_state = ws.client_state  # connected
+    with pytest.raises(TypeError, match=re.escape(str(native.value))):
+        await ws2.send_text("x")
+
+
+async def test_cancelling_a_suspended_send(WebSocket: type[Any]) -> None:
+    ws, transport = await accepted(WebSocket)
+    transport.send_gate = asyncio.Event()
+    task = asyncio.create_task(ws.send_text("held"))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert transport.sent[1:] == []
+    assert ws.application_state.name == "CONNECTED"  # a cancelled send is not a lost connection
+
+
+async def test_driving_the_awaitable_by_hand(WebSocket: type[Any]) -> None:
+    # What an event loop does with a coroutine: send(None) until StopIteration, throw() into it.
+    ws, transport = await accepted(WebSocket)
+    transport.inbox.put_nowait(text("now"))
+    call = ws.receive_text()
+    with pytest.raises(StopIteration) as stop:
+        call.send(None)
+    assert stop.value.value == "now"
+    held = ws.receive_text()  # the queue is empty: it suspends
+    assert held.send(None) is not None
+    with pytest.raises(KeyError, match="thrown"):
+        held.throw(KeyError("thrown"))
+    never_started = ws.send_text("x")
+    with pytest.raises(ValueError, match="into a new one"):
+        never_started.throw(ValueError("into a new one"))
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        never_started.send(None)
+    assert transport.sent[1:] == []

@@ -44,12 +44,25 @@ def test_live_backend_in_this_process_is_compiled() -> None:
     assert bocadillo_ws.BACKEND == "cython"
     core = bocadillo_ws._backend.WebSocketCore
     assert core.__module__ == "bocadillo_ws._codec"
-    # One compiled design on every Python: _codec_methods' coroutines right over the C core.
+    # The compiled design: C coroutine methods (_awaitable.h) standing for
+    # _codec_methods' coroutine functions, right over the C core; receives
+    # are the Python coroutines themselves on 3.12+ (see _C_RECEIVES).
     (c_core,) = core.__bases__
     assert type(c_core).__module__ == "builtins" and c_core.__module__ == "bocadillo_ws._codec"
-    assert bocadillo_ws.WebSocket.receive_text is core.__dict__["receive_text"]
-    assert bocadillo_ws.WebSocket.receive_text.__module__ == "bocadillo_ws._codec_methods"
-    assert inspect.iscoroutinefunction(bocadillo_ws.WebSocket.receive_text)
+    c_methods = ["send_text", "send_bytes", "send_json", "send_event", "send"]
+    if sys.version_info < (3, 12):
+        c_methods += ["receive_text", "receive_bytes", "receive_json", "receive_event", "receive"]
+    for name in c_methods:
+        method = core.__dict__[name]
+        assert type(method).__name__ == "CoroutineMethod", name
+        assert inspect.unwrap(method).__module__ == "bocadillo_ws._codec_methods"
+        call = method(bocadillo_ws.WebSocket.__new__(bocadillo_ws.WebSocket), *([0] * name.startswith("send")))
+        assert type(call).__name__ == "MethodAwaitable"
+        call.close()  # never started: no warning
+    for name in ("receive_text", "send_text"):
+        method = getattr(bocadillo_ws.WebSocket, name)
+        assert method is core.__dict__[name] and method.__module__ == "bocadillo_ws._codec_methods"
+        assert inspect.iscoroutinefunction(method)
     assert bocadillo_ws.WebSocket.mro().index(core) < bocadillo_ws.WebSocket.mro().index(StarletteWebSocket)
 
 
