@@ -379,12 +379,24 @@ static int bws_await_clear(PyObject *self) {
     return 0;
 }
 
+/* A call's awaitable lives for one await: keep a few for the next calls (as Cython's
+ * @freelist does). Never one whose finalizer ran: CPython marks it finalized for good.
+ * The module needs the GIL (free-threaded builds get the pure backend). */
+#define BWS_FREELIST_SIZE 64
+static BwsAwait *bws_freelist[BWS_FREELIST_SIZE];
+static int bws_freelist_count = 0;
+
 static void bws_await_dealloc(PyObject *self) {
     PyTypeObject *type = Py_TYPE(self);
-    if (((BwsAwait *)self)->state == BWS_NEW && PyObject_CallFinalizerFromDealloc(self) < 0) return;  /* resurrected */
+    int finalized = ((BwsAwait *)self)->state == BWS_NEW;
+    if (finalized && PyObject_CallFinalizerFromDealloc(self) < 0) return;  /* resurrected */
     PyObject_GC_UnTrack(self);
     bws_await_clear(self);
-    PyObject_GC_Del(self);
+    if (!finalized && bws_freelist_count < BWS_FREELIST_SIZE) {
+        bws_freelist[bws_freelist_count++] = (BwsAwait *)self;
+    } else {
+        PyObject_GC_Del(self);
+    }
     Py_DECREF(type);
 }
 
@@ -429,8 +441,14 @@ static PyType_Spec bws_await_spec = {
 /* --------------------------------------------------------------- CoroutineMethod */
 
 static PyObject *bws_await_new(PyObject *method, PyObject *ws, int kind, PyObject *arg, PyObject *arg2) {
-    BwsAwait *aw = PyObject_GC_New(BwsAwait, BwsAwait_Type);
-    if (aw == NULL) return NULL;
+    BwsAwait *aw;
+    if (bws_freelist_count > 0) {
+        aw = bws_freelist[--bws_freelist_count];
+        (void)PyObject_Init((PyObject *)aw, BwsAwait_Type);  /* as PyObject_GC_New does: refcount 1, type referenced */
+    } else {
+        aw = PyObject_GC_New(BwsAwait, BwsAwait_Type);
+        if (aw == NULL) return NULL;
+    }
     Py_INCREF(method);
     aw->method = method;
     Py_INCREF(ws);
