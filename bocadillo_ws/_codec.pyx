@@ -745,6 +745,15 @@ def received(ws, int kind, event):
 
 
 @cython.binding(False)
+def typed_received(ws, event):
+    """receive()'s result: received(ws, <its receive kind>, event), one call for the dispatch."""
+    cdef WebSocketCore core = _core(ws)
+    if _type_of(event) != "websocket.receive":
+        event = states.replay_receive(core, event)
+    return _unpack(core, core._receive_kind, event)
+
+
+@cython.binding(False)
 @cython.always_allow_keywords(False)
 def connection_lost(ws):
     """The transport failed: Starlette marks the application side closed."""
