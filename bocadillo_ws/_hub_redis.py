@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry  # the asyncio one: redis-py 8 warns when given the sync Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
-    from redis.asyncio.retry import Retry  # the asyncio one: redis-py 8 warns when given the sync Retry
 except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError("Hub(url) needs redis-py: pip install 'bocadillo_ws[redis]'") from exc
 
