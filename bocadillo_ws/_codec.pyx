@@ -733,24 +733,27 @@ def bytes_of(event):
     return _receive_payload(event, "bytes", bytes)
 
 
-@cython.binding(False)
-def received(ws, int kind, event):
-    """A receive_<kind>'s result (a _message_types code) from what the server's receive() returned."""
-    cdef WebSocketCore core = _core(ws)
-    if not 0 <= kind < 4:
-        raise ValueError(f"no message kind {kind}")
+cdef inline object _received(WebSocketCore core, int kind, object event):
+    # Any event the server's receive() returned: Starlette's checks for the rare ones, then the payload.
     if _type_of(event) != "websocket.receive":
         event = states.replay_receive(core, event)
     return _unpack(core, kind, event)
 
 
 @cython.binding(False)
+def received(ws, int kind, event):
+    """A receive_<kind>'s result (a _message_types code) from what the server's receive() returned."""
+    cdef WebSocketCore core = _core(ws)
+    if not 0 <= kind < 4:
+        raise ValueError(f"no message kind {kind}")
+    return _received(core, kind, event)
+
+
+@cython.binding(False)
 def typed_received(ws, event):
     """receive()'s result: received(ws, <its receive kind>, event), one call for the dispatch."""
     cdef WebSocketCore core = _core(ws)
-    if _type_of(event) != "websocket.receive":
-        event = states.replay_receive(core, event)
-    return _unpack(core, core._receive_kind, event)
+    return _received(core, core._receive_kind, event)
 
 
 @cython.binding(False)
