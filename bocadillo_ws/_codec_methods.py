@@ -139,7 +139,7 @@ async def receive(self: Any) -> Any:
     """``receive_<receive_type>()``."""
     # Inline, not `await receive_text(self)`: one coroutine frame, not two.
     server_receive = receive_now(self)
-    if server_receive is None:  # not connected both ways, or the receive_type is "event"
+    if server_receive is None:  # not connected both ways: the typed method and its checks
         return await typed_receive(self)
     return typed_received(self, await server_receive())
 
