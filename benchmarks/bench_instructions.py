@@ -66,26 +66,28 @@ def _valgrind(impl: str, op: str, size: str, n: int, toggle: bool) -> int:
         return int(match.group(1).replace(",", ""))
 
 
-_STRIPPED: list[bool] = []  # set once: the interpreter has no gen_send symbol to toggle on
+_stripped = False  # set once: the interpreter has no gen_send symbol to toggle on
 
 
 def instructions(impl: str, op: str, size: str, n: int) -> int:
     """Instructions of ``n`` calls."""
+    global _stripped
     # Only what runs inside coroutine.send() is counted: the loops (and the
     # one checked call before them), not the interpreter's start-up.
-    if not _STRIPPED:
+    if not _stripped:
         count = _valgrind(impl, op, size, n, toggle=True)
         if count:
             return count
         # A stripped interpreter (Debian's python3.14/3.15): no symbol to
         # toggle on, so count whole runs of n and 6n calls; the difference is
         # 5n calls, start-up and imports cancel out.
-        _STRIPPED.append(True)
+        _stripped = True
         print("(no gen_send symbol in this interpreter: counting by the difference of two whole runs)", file=sys.stderr)
     return (_valgrind(impl, op, size, 6 * n, toggle=False) - _valgrind(impl, op, size, n, toggle=False)) // 5
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _stripped
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", default=DEFAULT_OPS)
     parser.add_argument("--impls", default=DEFAULT_IMPLS)
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     common.check_installed_package()
     if args.whole_runs:
-        _STRIPPED.append(True)
+        _stripped = True
     ops = [o for o in args.ops.split(",") if o]
     impls = [i for i in args.impls.split(",") if i]
     table: dict[str, dict[str, float]] = {}
