@@ -345,10 +345,16 @@ cdef class WebSocketCore:
         self.catch_disconnect = bool(catch_disconnect)
 
     def _adopt(self, origin):
-        """Take over the state of a framework's Starlette WebSocket, and keep it updated."""
+        """Share the states of a framework's Starlette WebSocket: from now on both objects have one."""
         self._origin = origin
         self._client_state = origin.client_state.value
         self._app_state = origin.application_state.value
+        states.share(origin, self)
+
+    def _set_states(self, signed char client, signed char app):
+        """Both states as given, and nothing else (how a shared origin writes them: states.share)."""
+        self._client_state = client
+        self._app_state = app
 
     # ------------------------------------------------------------------ attributes
 
@@ -371,6 +377,8 @@ cdef class WebSocketCore:
     @client_state.setter
     def client_state(self, state):
         self._client_state = WebSocketState(state).value
+        if self._origin is not None:  # the origin writes every wrapper's
+            self._origin.client_state = state
 
     @property
     def application_state(self):
@@ -379,6 +387,8 @@ cdef class WebSocketCore:
     @application_state.setter
     def application_state(self, state):
         self._app_state = WebSocketState(state).value
+        if self._origin is not None:  # the origin writes every wrapper's
+            self._origin.application_state = state
 
 
 # --------------------------------------------------------------------------- the message methods

@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.websockets import WebSocket as StarletteWebSocket
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ._errors import UnexpectedMessageType
 
@@ -36,6 +36,72 @@ def starlette_twin(ws: Any) -> StarletteWebSocket:
     twin.client_state = ws.client_state
     twin.application_state = ws.application_state
     return twin
+
+
+# --------------------------------------------------------------------------- one state for two objects
+
+# Where a shared origin keeps its wrappers (from_starlette, in the order made).
+WRAPPERS = "_bocadillo_ws_wrappers"
+_sharing_classes: dict[type, type] = {}
+
+
+def share(origin: StarletteWebSocket, wrapper: Any) -> None:
+    """Make a framework's WebSocket and its ``from_starlette`` wrapper(s) keep one state.
+
+    The wrapper reads its states from its own fields (its hot path), so the
+    origin is made to read and write those: its class becomes a subclass
+    (same layout, so ``__class__`` may change) whose ``client_state`` and
+    ``application_state`` are the wrappers'. A framework driving its own
+    object (FastAPI's handlers, user code) and the wrapper then never
+    disagree. Every wrapper of one origin shares the one state.
+    """
+    wrappers = origin.__dict__.get(WRAPPERS)
+    if wrappers is not None:
+        wrappers.append(wrapper)
+        return
+    origin.__dict__[WRAPPERS] = [wrapper]
+    origin.__class__ = _sharing_class(type(origin))
+    # Starlette's own copies, dead now (the class's properties win): no second truth lying around.
+    origin.__dict__.pop("client_state", None)
+    origin.__dict__.pop("application_state", None)
+
+
+def _sharing_class(cls: type) -> type:
+    sharing = _sharing_classes.get(cls)
+    if sharing is None:
+        namespace = {
+            "__slots__": (),
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__,
+            "client_state": property(_get_client_state, _set_client_state),
+            "application_state": property(_get_application_state, _set_application_state),
+        }
+        sharing = _sharing_classes[cls] = type(cls.__name__, (cls,), namespace)
+    return sharing
+
+
+def _get_client_state(origin: Any) -> WebSocketState:
+    return origin.__dict__[WRAPPERS][0].client_state  # type: ignore[no-any-return]
+
+
+def _set_client_state(origin: Any, state: WebSocketState) -> None:
+    value = WebSocketState(state).value
+    for wrapper in origin.__dict__[WRAPPERS]:
+        wrapper._set_states(value, wrapper._app_state)
+
+
+def _get_application_state(origin: Any) -> WebSocketState:
+    return origin.__dict__[WRAPPERS][0].application_state  # type: ignore[no-any-return]
+
+
+def _set_application_state(origin: Any, state: WebSocketState) -> None:
+    value = WebSocketState(state).value
+    for wrapper in origin.__dict__[WRAPPERS]:
+        wrapper._set_states(wrapper._client_state, value)
+
+
+# --------------------------------------------------------------------------- Starlette runs the rare paths
 
 
 async def call(ws: Any, method: str, *args: Any) -> Any:

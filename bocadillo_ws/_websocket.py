@@ -104,10 +104,20 @@ class WebSocketAPI(_Mixin):
     def from_starlette(cls: type[_Self], websocket: StarletteWebSocket, **options: Any) -> _Self:
         """Wrap a Starlette/FastAPI ``WebSocket`` that a framework already created.
 
-        The new object takes over its transport and connection state; state
-        changes are written back, so the framework's own error handlers see
-        them.
+        The new object uses its transport and shares its connection state:
+        whichever of the two accepts, sends, receives or closes, both see
+        the same ``client_state`` and ``application_state`` (so the
+        framework's own handlers and code that still holds its object keep
+        working). Wrapping the same object again (other options) shares that
+        one state too; a wrapper given here wraps its origin again. Raises
+        ``TypeError`` for anything else, or for a ``bocadillo_ws.WebSocket``
+        that wraps nothing (use it as it is).
         """
+        if isinstance(websocket, WebSocketAPI):
+            origin = getattr(websocket, "_origin", None)
+            if origin is None:
+                raise TypeError("from_starlette() expects a starlette WebSocket; this is a bocadillo_ws one already")
+            websocket = origin
         if not isinstance(websocket, StarletteWebSocket):
             raise TypeError(f"from_starlette() expects a starlette WebSocket, got {type(websocket).__name__}")
         self = cls(websocket.scope, websocket._receive, websocket._send, **options)

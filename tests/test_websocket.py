@@ -723,3 +723,51 @@ async def test_from_starlette_writes_back_transport_loss(WebSocket: type[Any]) -
 def test_from_starlette_refuses_other_objects(WebSocket: type[Any]) -> None:
     with pytest.raises(TypeError, match="expects a starlette WebSocket"):
         WebSocket.from_starlette(object())
+    transport = Transport(connect())
+    with pytest.raises(TypeError, match="this is a bocadillo_ws one already"):
+        WebSocket.from_starlette(WebSocket(dict(SCOPE), transport.receive, transport.send))
+
+
+async def test_from_starlette_and_the_frameworks_object_keep_one_state(WebSocket: type[Any]) -> None:
+    """Issue 18: the wrapper wrote a stale copy of the states over FastAPI's object after a send."""
+    transport = Transport(connect(), text("a"), text("b"), text('{"c":3}'))
+    original = StarletteWebSocket(dict(SCOPE), transport.receive, transport.send)
+    ws = WebSocket.from_starlette(original)  # before accept, as a dependency would
+    await original.accept()  # the framework's object accepts...
+    assert (ws.client_state, ws.application_state) == (WebSocketState.CONNECTED, WebSocketState.CONNECTED)
+    await ws.send_text("1")  # ... the wrapper sends (fast path), and the framework's object goes on
+    await original.send_text("2")
+    assert await ws.receive_text() == "a"
+    assert await original.receive_text() == "b"
+    as_json = WebSocket.from_starlette(original, value_type="json")  # a second wrapper: the same state
+    assert await as_json.receive() == {"c": 3}
+    await original.close(4001)
+    for wrapper in (ws, as_json):
+        assert wrapper.application_state is WebSocketState.DISCONNECTED
+    with pytest.raises(RuntimeError) as ours:
+        await ws.send_text("late")
+    with pytest.raises(RuntimeError) as starlettes:
+        await original.send_text("late")
+    assert str(ours.value) == str(starlettes.value)  # what this Starlette says for its own object
+    assert transport.sent == [
+        {"type": "websocket.accept", "subprotocol": None, "headers": []},
+        {"type": "websocket.send", "text": "1"},
+        {"type": "websocket.send", "text": "2"},
+        {"type": "websocket.close", "code": 4001, "reason": ""},
+    ]
+    assert isinstance(original, StarletteWebSocket) and type(original).__name__ == "WebSocket"
+
+
+async def test_from_starlette_wrapper_state_changes_reach_the_framework(WebSocket: type[Any]) -> None:
+    transport = Transport(connect(), disconnect(1001))
+    original = StarletteWebSocket(dict(SCOPE), transport.receive, transport.send)
+    ws = WebSocket.from_starlette(original)
+    again = WebSocket.from_starlette(ws)  # a wrapper's origin is wrapped again
+    assert again._origin is original
+    await ws.accept()
+    assert original.application_state is WebSocketState.CONNECTED
+    with pytest.raises(WebSocketDisconnect):
+        await ws.receive_text()
+    assert original.client_state is again.client_state is WebSocketState.DISCONNECTED
+    ws.application_state = WebSocketState.DISCONNECTED  # user code setting it, as on Starlette's
+    assert original.application_state is again.application_state is WebSocketState.DISCONNECTED
