@@ -5,6 +5,17 @@ The fast path of a publish is one encode, one event dict, and the backend's
 and no queue for a member whose send completes at once. A member whose send
 suspends (its transport is paused) gets a bounded mailbox and one writer
 task, until it has caught up; the others never wait for it.
+
+Rooms are dicts (insertion-ordered sets) of members, and each member knows
+its rooms, so joining and leaving cost the same in a room of ten and of a
+hundred thousand. A publish walks a list snapshot of the room, made again
+only after the room changed: members joining or leaving while a publish is
+under way never disturb it.
+
+One bad message or one bad member harms only itself: a text that cannot be
+encoded as UTF-8 is a ``ValueError`` to its publisher before anyone gets it,
+and a member leaves its rooms only when its connection is gone (an
+``OSError``, a disconnect, a closed state), never for an error of one send.
 """
 
 from __future__ import annotations
@@ -18,7 +29,10 @@ from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from starlette.websockets import WebSocketDisconnect
+
 from . import _backend
+from ._message_types import CONNECTED
 
 if TYPE_CHECKING:
     from ._hub_redis import RedisLink
@@ -57,6 +71,7 @@ class HubStats:
     writers: int  # members with a writer task now (their transport is slow)
     redis_reconnects: int  # successful reconnections of the Redis subscriber
     gaps: int  # times messages from other processes may have been missed (Redis outages)
+    send_errors: int  # sends that failed while the member's connection stayed up (it stays in its rooms)
 
 
 @types.coroutine
@@ -83,6 +98,54 @@ def _resume(iterator: Any, yielded: Any) -> Generator[Any, Any, Any]:
                 yielded = iterator.send(value)
             except StopIteration as stop:
                 return stop.value
+
+
+def utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8, or a ``ValueError`` saying why it cannot go on the wire (a lone surrogate)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        problem = f"{what} cannot be sent: {exc.reason} at position {exc.start} (not encodable as UTF-8)"
+        raise ValueError(problem) from None
+
+
+class Membership:
+    """What ``hub.join(room, ws)`` returns: ``ws`` is in ``room`` inside ``async with``.
+
+    Entering adds the member (and, on a Redis hub, subscribes the room when
+    it is the room's first member here); leaving removes it, however the
+    block ends. One object per ``join()`` call; it holds nothing else, so a
+    membership costs a few hundred bytes (docs/hub.md).
+    """
+
+    __slots__ = ("hub", "room", "ws")
+
+    def __init__(self, hub: Hub, room: str, ws: Any) -> None:
+        self.hub = hub
+        self.room = room
+        self.ws = ws
+
+    async def __aenter__(self) -> Membership:
+        await self.hub._enter(self.room, self.ws)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.hub._exit(self.room, self.ws)
+
+    def __repr__(self) -> str:
+        return f"<Membership of {self.ws!r} in {self.room!r}>"
+
+
+class _Room:
+    """A room's members (a dict: an insertion-ordered set) and the list a publish walks."""
+
+    __slots__ = ("members", "snapshot")
+
+    def __init__(self) -> None:
+        self.members: dict[Any, None] = {}
+        # The members as a list, for fan_out; None after any change. A publish
+        # in progress keeps walking the list it started with.
+        self.snapshot: list[Any] | None = None
 
 
 class _Mailbox:
@@ -147,9 +210,11 @@ class Hub:
         self.on_gap = on_gap
         self._codec = _backend.make_json_codec(json_codec)
         self._gap_notice = None if gap_notice is None else self._codec.encode_text(gap_notice)
-        # room -> members. Replaced, never mutated (copy on write): a publish
-        # in progress keeps walking the list it started with.
-        self._rooms: dict[str, list[Any]] = {}
+        if self._gap_notice is not None:
+            utf8(self._gap_notice, "gap_notice")
+        self._rooms: dict[str, _Room] = {}
+        self._joined: dict[Any, dict[str, None]] = {}  # member -> its rooms here (ordered)
+        self._erred: set[Any] = set()  # members whose failed send was logged (once each)
         self._busy: dict[Any, _Mailbox] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._redis: RedisLink | None = None
@@ -157,7 +222,7 @@ class Hub:
             from ._hub_redis import RedisLink
 
             self._redis = RedisLink(self, url, channel_prefix)
-        self._delivered = self._dropped = self._closed = self._lost = 0
+        self._delivered = self._dropped = self._closed = self._lost = self._send_errors = 0
         self.redis_reconnects = self.gaps = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -177,6 +242,8 @@ class Hub:
                 await self._redis.stop()
         finally:
             self._rooms = {}
+            self._joined = {}
+            self._erred.clear()
             tasks = list(self._tasks)
             for task in tasks:
                 task.cancel()
@@ -192,43 +259,59 @@ class Hub:
 
     # ------------------------------------------------------------------ membership
 
-    @contextlib.asynccontextmanager
-    async def join(self, room: str, ws: Any) -> AsyncIterator[None]:
-        """``ws`` receives everything published to ``room`` until the block ends, however it ends."""
+    def join(self, room: str, ws: Any) -> Membership:
+        """``async with hub.join(room, ws):`` ``ws`` receives everything published to ``room`` until the block ends.
+
+        Raises ``TypeError`` for anything but a ``bocadillo_ws.WebSocket`` and
+        ``RuntimeError`` when ``ws`` is in ``room`` already (on entering).
+        """
+        return Membership(self, room, ws)
+
+    async def _enter(self, name: str, ws: Any) -> None:
         if not isinstance(ws, _backend.WebSocketCore) and type(self)._fan_out is _backend.fan_out:
             raise TypeError(f"Hub members must be bocadillo_ws WebSockets, got {type(ws).__name__}")
-        members = self._rooms.get(room, [])
-        if any(member is ws for member in members):
-            raise RuntimeError(f"this WebSocket is already in room {room!r}")
-        self._rooms[room] = [*members, ws]
-        try:
-            if not members and self._redis is not None:
-                await self._redis.subscribe(room)
-            yield
-        finally:
-            self._leave(room, ws)
-            if self._redis is not None and room not in self._rooms:
-                await self._redis.unsubscribe(room)
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = _Room()
+        elif ws in room.members:
+            raise RuntimeError(f"this WebSocket is already in room {name!r}")
+        room.members[ws] = None
+        room.snapshot = None
+        rooms = self._joined.get(ws)
+        if rooms is None:
+            rooms = self._joined[ws] = {}
+        rooms[name] = None
+        if len(room.members) == 1 and self._redis is not None:
+            try:
+                await self._redis.subscribe(name)
+            except BaseException:  # cancelled while subscribing: not a member after all
+                await self._exit(name, ws)
+                raise
 
-    def _leave(self, room: str, ws: Any) -> None:
-        members = self._rooms.get(room)
-        if members is None or not any(member is ws for member in members):
-            return  # already removed (its send failed, or it overflowed)
-        rest = [member for member in members if member is not ws]
-        if rest:
-            self._rooms[room] = rest
-        else:
-            del self._rooms[room]
-        if ws in self._busy and not self._is_member(ws):
+    async def _exit(self, name: str, ws: Any) -> None:
+        self._leave(name, ws)
+        if self._redis is not None and name not in self._rooms:
+            await self._redis.unsubscribe(name)
+
+    def _leave(self, name: str, ws: Any) -> None:
+        room = self._rooms.get(name)
+        if room is None or ws not in room.members:
+            return  # already removed (its connection is gone, or it overflowed)
+        del room.members[ws]
+        room.snapshot = None
+        if not room.members:
+            del self._rooms[name]
+        rooms = self._joined[ws]
+        del rooms[name]
+        if not rooms:  # in no room any more: nothing of it stays here
+            del self._joined[ws]
+            self._erred.discard(ws)
             self._discard_mailbox(ws)
 
     def _leave_all(self, ws: Any) -> None:
-        for room in [room for room, members in self._rooms.items() if any(m is ws for m in members)]:
-            self._leave(room, ws)
+        for name in list(self._joined.get(ws, ())):
+            self._leave(name, ws)
         self._discard_mailbox(ws)
-
-    def _is_member(self, ws: Any) -> bool:
-        return any(member is ws for members in self._rooms.values() for member in members)
 
     def _discard_mailbox(self, ws: Any) -> None:
         box = self._busy.pop(ws, None)
@@ -240,21 +323,24 @@ class Hub:
         return list(self._rooms)
 
     def members(self, room: str) -> list[Any]:
-        """This process's members of ``room``."""
-        return list(self._rooms.get(room, ()))
+        """This process's members of ``room``, in the order they joined."""
+        found = self._rooms.get(room)
+        return [] if found is None else list(found.members)
 
     # ------------------------------------------------------------------ publishing
 
     async def publish(self, room: str, data: Any) -> int:
         """Send ``data`` as JSON (encoded once) to every member of ``room``, in every process.
 
-        Returns how many local members got it at once. With Redis, raises
+        Returns how many local members got it at once. Data the codec cannot
+        encode (``TypeError``, ``ValueError``), or text that cannot be UTF-8
+        (a lone surrogate: ``ValueError``), reaches no one. With Redis, raises
         ``HubUnavailable`` (after local delivery) when Redis cannot take it.
         """
         return await self._publish(room, "t", self._codec.encode_text(data))
 
     async def publish_text(self, room: str, text: str) -> int:
-        """Send a prebuilt text frame to every member of ``room``."""
+        """Send a prebuilt text frame to every member of ``room`` (``ValueError`` if it is not valid UTF-8)."""
         if type(text) is not str:
             raise TypeError(f"publish_text() expects str, got {type(text).__name__}")
         return await self._publish(room, "t", text)
@@ -266,16 +352,24 @@ class Hub:
         return await self._publish(room, "b", bytes(data))
 
     async def _publish(self, room: str, kind: str, payload: str | bytes) -> int:
+        # Checked before anyone gets it: a frame every server can send, or an
+        # error to the publisher alone. The broker needs the UTF-8 anyway.
+        body = payload
+        if isinstance(payload, str) and (self._redis is not None or not payload.isascii()):
+            body = utf8(payload, "the message")
         delivered = self.deliver_local(room, kind, payload)
         if self._redis is not None:
-            await self._redis.publish(room, kind, payload)
+            await self._redis.publish(room, kind, body)
         return delivered
 
     def deliver_local(self, room: str, kind: str, payload: str | bytes) -> int:
         """Hand a frame (``kind`` "t" text, "b" bytes) to this process's members of ``room``, without waiting."""
-        members = self._rooms.get(room)
-        if not members:
+        found = self._rooms.get(room)
+        if found is None:
             return 0
+        members = found.snapshot
+        if members is None:
+            members = found.snapshot = list(found.members)
         # One event for every member (servers read it, never keep or change it).
         event = {"type": "websocket.send", "text" if kind == "t" else "bytes": payload}
         suspended: list[tuple[Any, Any, Any]] = []
@@ -296,7 +390,7 @@ class Hub:
         lost: list[tuple[Any, BaseException]],
     ) -> None:
         for ws, exc in lost:
-            self._lose(ws, exc)
+            self._send_failed(ws, exc)
         for ws in queued:
             self._enqueue(ws, event, size)
         for ws, iterator, yielded in suspended:
@@ -305,11 +399,26 @@ class Hub:
             box.task = self._spawn(self._write(ws, box, yielded))
             box.task.add_done_callback(box.writer_done)
 
-    def _lose(self, ws: Any, exc: BaseException) -> None:
-        # Its send failed: the peer is gone (OSError) or the server refused.
-        self._lost += 1
-        logger.debug("hub member removed after a failed send: %r", exc)
-        self._leave_all(ws)
+    def _send_failed(self, ws: Any, exc: BaseException) -> bool:
+        """A member's send raised ``exc``: remove it if its connection is gone; whether it was removed."""
+        gone = isinstance(exc, (OSError, WebSocketDisconnect))  # fan_out marked an OSError's member closed
+        if gone or ws._app_state != CONNECTED or ws._client_state != CONNECTED:
+            self._lost += 1
+            logger.debug("hub member removed after a failed send: %r", exc)
+            self._leave_all(ws)
+            return True
+        # One message the server refused (a bug or a limit of its own): this
+        # member misses it, and stays; everyone else got it.
+        self._send_errors += 1
+        if ws not in self._erred:
+            self._erred.add(ws)
+            logger.warning(
+                "Hub: a send to %r failed (%s: %s); it stays in its rooms (logged once per member)",
+                ws,
+                type(exc).__name__,
+                exc,
+            )
+        return False
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -364,14 +473,13 @@ class Hub:
             while True:
                 try:
                     await _resume(box.iterator, yielded)
-                except OSError as exc:
-                    ws._lost()  # as a failed send does in WebSocket
-                    self._lose(ws, exc)
-                    return
                 except Exception as exc:
-                    self._lose(ws, exc)
-                    return
-                self._delivered += 1
+                    if isinstance(exc, OSError):
+                        ws._lost()  # as a failed send does in WebSocket
+                    if self._send_failed(ws, exc):
+                        return
+                else:
+                    self._delivered += 1
                 while True:
                     if not box.events:
                         return  # caught up: back to the fast path
@@ -380,8 +488,7 @@ class Hub:
                     suspended: list[tuple[Any, Any, Any]] = []
                     lost: list[tuple[Any, BaseException]] = []
                     self._delivered += fan_out(one, event, None, suspended, [], lost)
-                    if lost:
-                        self._lose(ws, lost[0][1])
+                    if lost and self._send_failed(ws, lost[0][1]):
                         return
                     if suspended:
                         _, box.iterator, yielded = suspended[0]
@@ -412,7 +519,7 @@ class Hub:
     def stats(self) -> HubStats:
         """Counters since the hub was made, and what is pending now."""
         return HubStats(
-            members=sum(len(members) for members in self._rooms.values()),
+            members=sum(len(room.members) for room in self._rooms.values()),
             rooms=len(self._rooms),
             delivered=self._delivered,
             dropped=self._dropped,
@@ -422,4 +529,5 @@ class Hub:
             writers=sum(1 for box in self._busy.values() if box.task is not None and not box.task.done()),
             redis_reconnects=self.redis_reconnects,
             gaps=self.gaps,
+            send_errors=self._send_errors,
         )

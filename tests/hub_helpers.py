@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from asgi_helpers import SCOPE
@@ -18,6 +20,23 @@ from bocadillo_ws import Hub
 from redis_server import free_port
 
 DEMO = Path(__file__).resolve().parents[1] / "demo" / "chat.py"
+
+
+def load_demo() -> ModuleType:
+    """``demo/chat.py`` as a module, once per process (``sys.modules["bocadillo_ws_chat_demo"]``).
+
+    By path: demo/ is not a package, and importing it must not put the
+    repository root (and its uncompiled bocadillo_ws/) on sys.path.
+    """
+    name = "bocadillo_ws_chat_demo"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, DEMO)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 class Peer:
@@ -43,6 +62,8 @@ class Peer:
             self.on_send(event)
         if self.fail is not None:
             raise self.fail
+        if event.get("text") is not None:
+            event["text"].encode()  # as a real server frames it: a lone surrogate is a UnicodeEncodeError
         if event["type"] == "websocket.send" and self.gate is not None:
             try:
                 await self.gate.wait()  # a paused transport: the frame waits

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import time
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketState
 
 import bocadillo_ws
+from asgi_helpers import SCOPE
 from bocadillo_ws import Hub, HubStats
 from hub_helpers import backend_hub, member, settle
 
@@ -210,6 +214,175 @@ async def test_a_member_whose_peer_is_gone_leaves(hub_class: type[Hub], WebSocke
         assert hub.stats().lost == 1
 
 
+# --------------------------------------------------------------------------- one bad message, one bad member
+
+
+@pytest.mark.parametrize("publish", ["json", "text"])
+async def test_an_unencodable_message_reaches_no_one(hub_class: type[Hub], WebSocket: type[Any], publish: str) -> None:
+    """Issue 18: a lone surrogate made every member's send fail, and the hub emptied the room."""
+    hub = hub_class()
+    members = [await member(WebSocket) for _ in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        for ws, _ in members:
+            await stack.enter_async_context(hub.join("r", ws))
+        with pytest.raises(ValueError, match=r"the message cannot be sent: surrogates not allowed at position"):
+            if publish == "json":
+                await hub.publish("r", {"text": "\ud800"})
+            else:
+                await hub.publish_text("r", '{"text":"\udfff"}')
+        assert [peer.frames for _, peer in members] == [[], [], []]
+        assert hub.members("r") == [ws for ws, _ in members]
+        assert await hub.publish("r", {"text": "next"}) == 3
+        assert [peer.texts for _, peer in members] == [[{"text": "next"}]] * 3
+        stats = hub.stats()
+        assert (stats.lost, stats.send_errors, stats.delivered) == (0, 0, 3)
+
+
+def test_an_unencodable_gap_notice_is_refused() -> None:
+    with pytest.raises(ValueError, match="gap_notice cannot be sent"):
+        Hub(gap_notice={"type": "gap", "text": "\udc80"})
+
+
+async def test_a_member_stays_after_a_send_error_that_is_not_a_lost_connection(
+    hub_class: type[Hub], WebSocket: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = hub_class()
+    members = [await member(WebSocket) for _ in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        for ws, _ in members:
+            await stack.enter_async_context(hub.join("r", ws))
+        members[1][1].fail = RuntimeError("the server refused this frame")
+        with caplog.at_level("WARNING", logger="bocadillo_ws.hub"):
+            assert await hub.publish("r", 1) == 2
+            assert await hub.publish("r", 2) == 2
+        assert [r.getMessage() for r in caplog.records if "the server refused" in r.getMessage()] != []
+        assert len([r for r in caplog.records if r.name == "bocadillo_ws.hub"]) == 1  # once per member
+        members[1][1].fail = None
+        assert await hub.publish("r", 3) == 3
+        assert [peer.texts for _, peer in members] == [[1, 2, 3], [3], [1, 2, 3]]
+        assert hub.members("r") == [ws for ws, _ in members]
+        assert members[1][0].application_state == WebSocketState.CONNECTED
+        stats = hub.stats()
+        assert (stats.lost, stats.send_errors, stats.members) == (0, 2, 3)
+
+
+async def test_a_member_whose_send_says_disconnected_leaves(hub_class: type[Hub], WebSocket: type[Any]) -> None:
+    hub = hub_class()
+    (a, a_peer), (b, b_peer) = await member(WebSocket), await member(WebSocket)
+    async with hub.join("r", a), hub.join("r", b), hub.join("s", b):
+        b_peer.fail = bocadillo_ws.WebSocketDisconnect(1006)
+        assert await hub.publish("r", 1) == 1
+        assert hub.members("r") == [a] and hub.members("s") == []
+        assert (hub.stats().lost, hub.stats().send_errors) == (1, 0)
+    assert a_peer.texts == [1]
+
+
+async def test_a_slow_member_stays_after_a_send_error(hub_class: type[Hub], WebSocket: type[Any]) -> None:
+    hub = hub_class()
+    ws, peer = await member(WebSocket)
+    async with hub.join("r", ws):
+        peer.hold()
+        for n in (1, 2, 3):
+            await hub.publish("r", n)  # 1 suspends, 2 and 3 wait in its mailbox
+
+        def refuse_two(event: dict[str, Any]) -> None:
+            if event.get("text") == "2":
+                raise RuntimeError("refused")
+
+        peer.on_send = refuse_two
+        peer.release()
+        await settle()
+        assert peer.texts == [1, 3]
+        assert hub.members("r") == [ws]
+        stats = hub.stats()
+        assert (stats.lost, stats.send_errors, stats.delivered, stats.writers) == (0, 1, 2, 0)
+
+
+async def test_join_returns_the_membership(hub_class: type[Hub], WebSocket: type[Any]) -> None:
+    hub = hub_class()
+    ws, _ = await member(WebSocket)
+    membership = hub.join("r", ws)
+    assert hub.members("r") == []  # nothing happens before entering
+    async with membership as entered:
+        assert entered is membership
+        assert (entered.room, entered.ws, entered.hub) == ("r", ws, hub)
+        assert hub.members("r") == [ws]
+    assert hub.members("r") == [] and hub.rooms() == []
+
+
+# --------------------------------------------------------------------------- rooms of any size
+
+
+def drive(coroutine: Any) -> None:
+    """Run a coroutine that never suspends (the in-memory hub's join and leave)."""
+    with pytest.raises(StopIteration):
+        coroutine.send(None)
+
+
+async def _never_called(*args: Any) -> Any:
+    raise AssertionError("not used")
+
+
+def test_joining_and_leaving_cost_the_same_in_a_small_and_a_large_room(
+    hub_class: type[Hub], WebSocket: type[Any]
+) -> None:
+    """Issue 18: joins and leaves copied and scanned the room (28 s for 30,000 members).
+
+    The best of several batches of 500 joins + leaves in a room of 200 and
+    in one of 20,000, the collector paused: O(1) gives a ratio near 1, the
+    old copy-and-scan about 100. The bound, 10, leaves room for any noise.
+    """
+
+    def sockets(count: int) -> list[Any]:
+        return [WebSocket(dict(SCOPE), _never_called, _never_called) for _ in range(count)]
+
+    def best_batch_seconds(size: int) -> float:
+        hub = hub_class()
+        room = [hub.join("room", ws) for ws in sockets(size)]  # kept: a membership ends when its object goes
+        for membership in room:
+            drive(membership.__aenter__())
+        extra = sockets(500)
+        best = float("inf")
+        for _ in range(7):
+            start = time.perf_counter()
+            memberships = [hub.join("room", ws) for ws in extra]
+            for membership in memberships:
+                drive(membership.__aenter__())
+            for membership in memberships:
+                drive(membership.__aexit__(None, None, None))
+            best = min(best, time.perf_counter() - start)
+        assert hub.stats().members == size
+        return best
+
+    gc.collect()
+    gc.disable()
+    try:
+        small, large = best_batch_seconds(200), best_batch_seconds(20_000)
+    finally:
+        gc.enable()
+    assert large / small < 10, f"500 joins + leaves: {small * 1e3:.2f} ms in a room of 200, {large * 1e3:.2f} ms in 20,000"
+
+
+def test_a_membership_costs_well_under_a_kilobyte(hub_class: type[Hub], WebSocket: type[Any]) -> None:
+    """Issue 18: ~5 KB each (every join's suspended frame kept a copy of the room's list)."""
+    members = [WebSocket(dict(SCOPE), _never_called, _never_called) for _ in range(20_000)]
+    hub = hub_class()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = []
+        for i, ws in enumerate(members):
+            membership = hub.join(f"room-{i % 20}", ws)  # 1,000 members a room
+            drive(membership.__aenter__())
+            kept.append(membership)  # alive, as inside `async with`
+        per_membership = (tracemalloc.get_traced_memory()[0] - before) / len(members)
+    finally:
+        tracemalloc.stop()
+    assert hub.stats().members == 20_000
+    assert per_membership <= 1024, f"{per_membership:.0f} bytes per membership"
+
+
 async def test_a_slow_member_whose_peer_goes_away_leaves(hub_class: type[Hub], WebSocket: type[Any]) -> None:
     hub = hub_class()
     ws, peer = await member(WebSocket)
@@ -290,7 +463,7 @@ async def test_members_leave_on_exception_and_cancellation(hub_class: type[Hub],
         await task
     await settle()
     assert b_peer.cancelled == 1  # the writer's suspended send saw the cancellation
-    assert hub.stats() == HubStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    assert hub.stats() == HubStats(**dict.fromkeys(HubStats.__dataclass_fields__, 0))
     assert hub._busy == {} and hub._tasks == set()
 
 
