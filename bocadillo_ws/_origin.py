@@ -25,7 +25,9 @@ Rules (docs/security.md explains the choices):
   (``a.example.com``, ``a.b.example.com``), never ``example.com`` itself,
   never ``example.com.evil.com``, never another scheme or port.
 - ``same_origin=True`` allows the origin of the URL the request came to: the
-  ``Host`` header, with ``ws`` as ``http`` and ``wss`` as ``https``.
+  ``Host`` header, with ``ws`` as ``http`` and ``wss`` as ``https``. It trusts
+  ``Host``: a DNS-rebinding page sends its own name in both headers. Pair it
+  with a host check (Starlette's ``TrustedHostMiddleware``; docs/security.md).
 - No ``Origin`` header (non-browser clients; browsers always send one) is
   allowed unless ``allow_missing_origin=False``.
 """
@@ -104,7 +106,9 @@ class OriginPolicy:
 
     ``allowed_origins``: exact origins (``"https://example.com"``) and
     wildcard subdomains (``"https://*.example.com"``). ``same_origin``: also
-    allow the origin of the URL the request came to. ``allow_missing_origin``:
+    allow the origin of the URL the request came to, as the ``Host`` header
+    names it (trusted as sent: check hosts with Starlette's
+    ``TrustedHostMiddleware`` against DNS rebinding). ``allow_missing_origin``:
     allow a handshake without ``Origin``. A policy with no allowed origins and
     ``same_origin=False`` refuses every browser (fails closed).
     """

@@ -3,7 +3,7 @@
 Run it, from the repository root, with bocadillo_ws installed::
 
     python demo/chat.py [--host 127.0.0.1] [--port 8000] [--redis URL [--workers N]]
-                        [--allow-origin ORIGIN ...] [--max-rate N]
+                        [--allow-origin ORIGIN ...] [--allow-host HOST ...] [--max-rate N]
 
 Rooms are ``bocadillo_ws.Hub`` rooms: in this process by default; with
 ``--redis redis://127.0.0.1:6379/0`` every process on that Redis shares
@@ -43,11 +43,20 @@ Origins: a handshake from another site's page is refused with HTTP 403
 ``--allow-origin`` (repeatable; ``https://*.example.com`` for subdomains)
 and handshakes without ``Origin`` (non-browser clients).
 
+Hosts: every request (the page and the WebSocket) must name a host the
+demo was started for in its ``Host`` header: ``127.0.0.1`` and
+``localhost``, the ``--host`` address, and those given with
+``--allow-host`` (repeatable; ``*.example.com`` for subdomains). Any other
+gets HTTP 400 (Starlette's ``TrustedHostMiddleware``). The same-origin check
+trusts ``Host``, so without this a DNS-rebinding page (its own name pointed
+at 127.0.0.1) would pass it.
+
 Close codes the server uses:
 
 - ``1000``: normal closure (server shutting down the connection cleanly).
 - ``1007``: the frame is not valid JSON, or a binary frame is not valid UTF-8
-  (``bocadillo_ws.InvalidJSON``).
+  (``bocadillo_ws.InvalidJSON``); or its text cannot be sent on as UTF-8
+  (a lone surrogate such as ``"\\ud800"``: ``UnsendableText``).
 - ``1008``: policy violation (``PolicyViolation`` below): the JSON is not an
   object with a string ``"text"`` of at most 2000 characters, or the name or
   room name is too long; or, with ``--max-rate N``, the client sent more than
@@ -68,11 +77,13 @@ import argparse
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
@@ -96,7 +107,10 @@ DEFAULT_NAME = "anonymous"
 PAGE = Path(__file__).with_name("index.html")
 REDIS_VARIABLE = "BOCADILLO_WS_CHAT_REDIS"  # --workers: how each worker learns the Redis URL
 ORIGINS_VARIABLE = "BOCADILLO_WS_CHAT_ORIGINS"  # ... the --allow-origin list (space-separated)
-MAX_RATE_VARIABLE = "BOCADILLO_WS_CHAT_MAX_RATE"  # ... and --max-rate
+MAX_RATE_VARIABLE = "BOCADILLO_WS_CHAT_MAX_RATE"  # ... the --max-rate
+HOSTS_VARIABLE = "BOCADILLO_WS_CHAT_HOSTS"  # ... and the hosts served (space-separated)
+DEFAULT_HOSTS = ("127.0.0.1", "localhost")
+WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")  # --host values that name no host
 
 logger = logging.getLogger("chat")
 
@@ -107,6 +121,12 @@ class PolicyViolation(MessageError):
     """The client sent something the chat refuses: closes with 1008."""
 
     close_code = 1008
+
+
+class UnsendableText(MessageError):
+    """The client's text cannot be sent on as UTF-8 (a lone surrogate): closes with 1007."""
+
+    close_code = 1007
 
 
 def check_text(message: object) -> str:
@@ -138,25 +158,55 @@ def create_hub(redis: str | None = None) -> Hub:
 
 
 def create_app(
-    hub: Hub | None = None, *, allowed_origins: Iterable[str] = (), max_rate: float | None = None
+    hub: Hub | None = None,
+    *,
+    allowed_origins: Iterable[str] = (),
+    allowed_hosts: Iterable[str] = DEFAULT_HOSTS,
+    max_rate: float | None = None,
 ) -> Starlette:
     """A fresh chat app with its own ``Hub`` (also at ``app.state.hub`` and ``app.state.rooms``).
 
-    Same-origin handshakes, ``allowed_origins`` and handshakes without
-    ``Origin`` are accepted; any other origin gets a 403. Messages over
-    ``MAX_MESSAGE`` bytes close with 1009; ``max_rate`` (messages per second
-    per client, ``None``: no limit) closes a faster client with 1008.
+    Requests must name one of ``allowed_hosts`` in ``Host`` (else HTTP 400:
+    DNS rebinding). Same-origin handshakes, ``allowed_origins`` and
+    handshakes without ``Origin`` are accepted; any other origin gets a 403.
+    Messages over ``MAX_MESSAGE`` bytes close with 1009; ``max_rate``
+    (messages per second per client, ``None``: no limit) closes a faster
+    client with 1008.
     """
     hub = create_hub() if hub is None else hub
-    origins = list(allowed_origins)
     page = PAGE.read_text(encoding="utf-8")  # read once: the page is static
 
     async def homepage(request: Request) -> HTMLResponse:
         return HTMLResponse(page)
 
+    options: dict[str, Any] = {"value_type": "json", "max_size": MAX_MESSAGE, "max_rate": max_rate}
+    chat = websocket_view(same_origin=True, allowed_origins=list(allowed_origins), **options)(chat_view(hub))
+    app = Starlette(
+        routes=[Route("/", homepage), WebSocketRoute("/ws/{room}", chat)],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
+        lifespan=hub.lifespan,
+    )
+    app.state.hub = app.state.rooms = hub
+    return app
+
+
+def check_sendable(text: str, what: str) -> str:
+    """``text``, or ``UnsendableText`` when it cannot be UTF-8 (a lone surrogate from a ``\\ud800`` escape)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise UnsendableText(f"{what} cannot be sent as UTF-8 (a lone surrogate)") from None
+    return text
+
+
+def chat_view(hub: Hub) -> Callable[[WebSocket], Awaitable[None]]:
+    """The chat's WebSocket view over ``hub`` (``create_app`` makes it an endpoint with ``websocket_view``)."""
+
     async def publish(ws: WebSocket, room: str, event: Event) -> None:
         try:
             await hub.publish(room, event)
+        except ValueError as exc:  # the hub refused it before anyone got it
+            raise UnsendableText(str(exc)) from exc
         except HubUnavailable:
             # This server's members got it; the others did not. Say so, keep the connection.
             logger.warning("Redis is unavailable: a message in %r reached this server only", room)
@@ -166,9 +216,6 @@ def create_app(
                 except WebSocketDisconnect:
                     pass  # the sender is gone too (this was its leave notice)
 
-    @websocket_view(
-        value_type="json", same_origin=True, allowed_origins=origins, max_size=MAX_MESSAGE, max_rate=max_rate
-    )
     async def chat(ws: WebSocket) -> None:
         room: str = ws.path_params["room"]
         try:
@@ -177,7 +224,8 @@ def create_app(
             async with ws:
                 if len(room) > MAX_ROOM:
                     raise PolicyViolation(f"room name is longer than {MAX_ROOM} characters")
-                name = check_name(ws.query_params.get("name"))
+                check_sendable(room, "the room name")
+                name = check_sendable(check_name(ws.query_params.get("name")), "the name")
                 try:
                     # The hub removes ws from the room however this block ends.
                     async with hub.join(room, ws):
@@ -194,20 +242,24 @@ def create_app(
             # bad message is not a server error: log it, no traceback.
             logger.info("closed a client in %r with %d: %s", room, exc.close_code, exc)
 
-    app = Starlette(
-        routes=[Route("/", homepage), WebSocketRoute("/ws/{room}", chat)],
-        lifespan=hub.lifespan,
-    )
-    app.state.hub = app.state.rooms = hub
-    return app
+    return chat
+
+
+def hosts_served(host: str, extra: Iterable[str]) -> list[str]:
+    """The ``Host`` names the demo answers: the defaults, the address it binds (unless a wildcard), ``extra``."""
+    hosts = [*DEFAULT_HOSTS, *extra]
+    if host not in WILDCARD_ADDRESSES and host not in hosts:
+        hosts.append(host)
+    return hosts
 
 
 def app_from_environment() -> Starlette:
-    """The app of each ``--workers`` process: the Redis URL, origins and rate come through the environment."""
+    """The app of each ``--workers`` process: Redis URL, origins, hosts and rate come through the environment."""
     max_rate = os.environ.get(MAX_RATE_VARIABLE)
     return create_app(
         create_hub(os.environ[REDIS_VARIABLE]),
         allowed_origins=os.environ.get(ORIGINS_VARIABLE, "").split(),
+        allowed_hosts=os.environ.get(HOSTS_VARIABLE, " ".join(DEFAULT_HOSTS)).split(),
         max_rate=None if not max_rate else float(max_rate),
     )
 
@@ -226,6 +278,14 @@ def main(argv: list[str] | None = None) -> None:
         help="also accept WebSockets from pages of ORIGIN (repeatable; default: same origin only)",
     )
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="also serve requests for HOST (repeatable; *.example.com for subdomains; default: 127.0.0.1, localhost"
+        " and the --host address)",
+    )
+    parser.add_argument(
         "--max-rate",
         type=float,
         default=None,
@@ -235,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.workers > 1 and args.redis is None:
         parser.error("--workers above 1 needs --redis (workers share rooms only through Redis)")
+    hosts = hosts_served(args.host, args.allow_host)
 
     # Imported here so that importing this module (tests, other servers)
     # does not need uvicorn.
@@ -249,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[REDIS_VARIABLE] = args.redis
         os.environ[ORIGINS_VARIABLE] = " ".join(args.allow_origin)
         os.environ[MAX_RATE_VARIABLE] = "" if args.max_rate is None else repr(args.max_rate)
+        os.environ[HOSTS_VARIABLE] = " ".join(hosts)
         uvicorn.run(
             "chat:app_from_environment",
             factory=True,
@@ -258,7 +320,9 @@ def main(argv: list[str] | None = None) -> None:
             port=args.port,
         )
     else:
-        app = create_app(create_hub(args.redis), allowed_origins=args.allow_origin, max_rate=args.max_rate)
+        app = create_app(
+            create_hub(args.redis), allowed_origins=args.allow_origin, allowed_hosts=hosts, max_rate=args.max_rate
+        )
         uvicorn.run(app, host=args.host, port=args.port)
 
 

@@ -8,13 +8,10 @@ processes: tests/test_demo_redis.py.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -23,27 +20,16 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import bocadillo_ws
+from hub_helpers import load_demo
 from servers import serve
 
 pytestmark = pytest.mark.anyio
 
-DEMO = Path(__file__).resolve().parents[1] / "demo" / "chat.py"
 
 # Bounds for every network wait: generous for what must arrive, short for
 # proving that something does not.
 ARRIVES = 5.0
 ABSENT = 0.3
-
-
-def load_demo() -> ModuleType:
-    # By path: demo/ is not a package, and importing it must not put the
-    # repository root (and its uncompiled bocadillo_ws/) on sys.path.
-    spec = importlib.util.spec_from_file_location("bocadillo_ws_chat_demo", DEMO)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 chat = load_demo()
@@ -179,6 +165,20 @@ async def test_bad_message_closes_with_documented_code(base_url: str, frame: str
         assert await close_code(ana) == code
 
 
+async def test_an_unsendable_text_closes_only_its_sender_with_1007(base_url: str) -> None:
+    """Issue 18: valid JSON with a lone surrogate ("\\ud800") made every member's send fail and emptied the room."""
+    async with client(base_url, "lobby", "ana") as ana:
+        assert await receive(ana) == join("lobby", "ana")
+        async with client(base_url, "lobby", "eve") as eve:
+            assert await receive(eve) == join("lobby", "eve")
+            assert await receive(ana) == join("lobby", "eve")
+            await eve.send('{"text": "\\ud800"}')
+            assert await close_code(eve) == 1007
+        assert await receive(ana) == leave("lobby", "eve")
+        await send(ana, {"text": "still here"})
+        assert (await receive(ana))["text"] == "still here"
+
+
 async def test_bad_message_only_ends_its_sender(base_url: str) -> None:
     async with client(base_url, "lobby", "ana") as ana:
         assert await receive(ana) == join("lobby", "ana")
@@ -238,7 +238,7 @@ def test_apps_use_a_hub_in_memory_by_default() -> None:
 
 
 def test_page_is_served() -> None:
-    with TestClient(chat.create_app()) as http:
+    with TestClient(chat.create_app(), base_url="http://localhost") as http:
         response = http.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -316,12 +316,12 @@ def test_main_allow_origin(monkeypatch: pytest.MonkeyPatch) -> None:
     apps: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
     chat.main(["--allow-origin", "http://one.example", "--allow-origin", "http://two.example:8080"])
-    with TestClient(apps[0]) as http:
-        for origin in ("http://testserver", "http://one.example", "http://two.example:8080"):
-            with http.websocket_connect("/ws/lobby", headers={"origin": origin}) as ws:
+    with TestClient(apps[0], base_url="http://localhost") as http:
+        for origin in ("http://localhost", "http://one.example", "http://two.example:8080"):
+            with http.websocket_connect("ws://localhost/ws/lobby", headers={"origin": origin}) as ws:
                 assert ws.receive_json()["type"] == "join"
         with pytest.raises(WebSocketDenialResponse) as refused:
-            with http.websocket_connect("/ws/lobby", headers={"origin": "http://two.example"}):
+            with http.websocket_connect("ws://localhost/ws/lobby", headers={"origin": "http://two.example"}):
                 pass  # pragma: no cover
     assert refused.value.status_code == 403
 
@@ -331,15 +331,83 @@ def test_workers_get_the_origins_and_the_rate(monkeypatch: pytest.MonkeyPatch) -
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
-    for variable in (chat.REDIS_VARIABLE, chat.ORIGINS_VARIABLE, chat.MAX_RATE_VARIABLE):
+    for variable in (chat.REDIS_VARIABLE, chat.ORIGINS_VARIABLE, chat.MAX_RATE_VARIABLE, chat.HOSTS_VARIABLE):
         monkeypatch.setenv(variable, "")  # restored (removed) after the test: main() sets them
     argv = ["--redis", "redis://127.0.0.1:6399/0", "--workers", "2", "--allow-origin", "http://one.example"]
-    chat.main([*argv, "--allow-origin", "http://two.example", "--max-rate", "0.5"])
+    chat.main([*argv, "--allow-origin", "http://two.example", "--max-rate", "0.5", "--allow-host", "chat.example"])
     assert chat.os.environ[chat.ORIGINS_VARIABLE] == "http://one.example http://two.example"
+    assert chat.os.environ[chat.HOSTS_VARIABLE] == "127.0.0.1 localhost chat.example"
+    with TestClient(chat.app_from_environment(), base_url="http://chat.example") as http:
+        assert http.get("/").status_code == 200
     assert float(chat.os.environ[chat.MAX_RATE_VARIABLE]) == 0.5
     chat.main(argv)
     assert chat.os.environ[chat.MAX_RATE_VARIABLE] == ""
     assert chat.app_from_environment().state.hub.url == "redis://127.0.0.1:6399/0"
+
+
+# --------------------------------------------------------------------------- hosts (DNS rebinding)
+
+
+def upgrade_status(base_url: str, host: str, origin: str | None) -> int:
+    """The HTTP status of a WebSocket handshake sent with this ``Host`` (and ``Origin``), over a raw socket."""
+    address = base_url.removeprefix("ws://")
+    ip, port = address.split(":")
+    lines = [
+        "GET /ws/lobby?name=mallory HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    with socket.create_connection((ip, int(port)), timeout=ARRIVES) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        status_line = sock.makefile("rb").readline()
+    return int(status_line.split()[1])
+
+
+def page_status(base_url: str, host: str) -> int:
+    ip, port = base_url.removeprefix("ws://").split(":")
+    with socket.create_connection((ip, int(port)), timeout=ARRIVES) as sock:
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        status_line = sock.makefile("rb").readline()
+    return int(status_line.split()[1])
+
+
+def test_a_rebinding_host_is_refused() -> None:
+    """A DNS-rebinding page names its own host, and its origin matches it: the Host check refuses both requests."""
+    app = chat.create_app()
+    with serve(app) as base_url:
+        port = base_url.rsplit(":", 1)[1]
+        evil = f"attacker.test:{port}"
+        assert upgrade_status(base_url, evil, f"http://{evil}") == 400
+        assert page_status(base_url, evil) == 400
+        assert app.state.rooms.rooms() == []
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            assert upgrade_status(base_url, host, f"http://{host}") == 101
+            assert page_status(base_url, host) == 200
+
+
+def test_main_serves_its_own_host_and_the_allowed_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    apps: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    chat.main(["--host", "10.1.2.3", "--allow-host", "chat.example", "--allow-host", "*.rooms.example"])
+    chat.main(["--host", "0.0.0.0"])
+    for url, status in [
+        ("http://localhost", 200),
+        ("http://10.1.2.3", 200),
+        ("http://chat.example", 200),
+        ("http://a.rooms.example", 200),
+        ("http://other.example", 400),
+    ]:
+        with TestClient(apps[0], base_url=url) as http:
+            assert http.get("/").status_code == status, url
+    with TestClient(apps[1], base_url="http://0.0.0.0") as http:
+        assert http.get("/").status_code == 400  # a wildcard address names no host
 
 
 # --------------------------------------------------------------------------- limits
@@ -386,7 +454,7 @@ def test_main_max_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     apps: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
     chat.main(["--max-rate", "0.5"])
-    with TestClient(apps[0]) as http, http.websocket_connect("/ws/lobby") as ws:
+    with TestClient(apps[0]) as http, http.websocket_connect("ws://localhost/ws/lobby") as ws:
         assert ws.receive_json()["type"] == "join"
         ws.send_json({"text": "one"})
         assert ws.receive_json()["text"] == "one"
