@@ -345,11 +345,10 @@ cdef class WebSocketCore:
         self.catch_disconnect = bool(catch_disconnect)
 
     def _adopt(self, origin):
-        """Share the states of a framework's Starlette WebSocket: from now on both objects have one."""
+        """Take the states of a framework's Starlette WebSocket (from_starlette then shares them)."""
         self._origin = origin
         self._client_state = origin.client_state.value
         self._app_state = origin.application_state.value
-        states.share(origin, self)
 
     def _set_states(self, signed char client, signed char app):
         """Both states as given, and nothing else (how a shared origin writes them: states.share)."""

@@ -242,11 +242,10 @@ class WebSocketCore:
         self.catch_disconnect = bool(catch_disconnect)
 
     def _adopt(self, origin: Any) -> None:
-        """Share the states of a framework's Starlette WebSocket: from now on both objects have one."""
+        """Take the states of a framework's Starlette WebSocket (from_starlette then shares them)."""
         self._origin = origin
         self._client_state = origin.client_state.value
         self._app_state = origin.application_state.value
-        states.share(origin, self)
 
     def _set_states(self, client: int, app: int) -> None:
         """Both states as given, and nothing else (how a shared origin writes them: states.share)."""

@@ -122,6 +122,7 @@ class WebSocketAPI(_Mixin):
             raise TypeError(f"from_starlette() expects a starlette WebSocket, got {type(websocket).__name__}")
         self = cls(websocket.scope, websocket._receive, websocket._send, **options)
         self._adopt(websocket)  # type: ignore[attr-defined]
+        states.share(websocket, self)
         return self
 
     # ------------------------------------------------------------------ lifecycle
