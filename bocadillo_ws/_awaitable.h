@@ -19,6 +19,15 @@
  *   into WebSocketDisconnect(1006) (bws_send_failed). A Python coroutine in
  *   between would cost a frame per call; this is the same protocol in C.
  *   It is registered as a collections.abc.Coroutine.
+ *
+ * Hostile callers (tests/test_hostile.py): neither type can be instantiated
+ * from Python (Py_TPFLAGS_DISALLOW_INSTANTIATION); a MethodAwaitable refuses
+ * re-entry as a running coroutine does (its `executing` flag: send, throw and
+ * close while it runs are ValueError("coroutine already executing"), and it
+ * holds itself and the driven iterator while they run); a second `await` of a
+ * suspended one is RuntimeError("coroutine is being awaited already"); its
+ * method and ws are never cleared before dealloc (tp_clear only drops what a
+ * finished call no longer needs), so no field a getter reads is ever NULL.
  */
 
 #include <Python.h>
@@ -53,6 +62,7 @@ typedef struct {
     int kind;
     int state;
     int result;                /* BWS_AS_IS, BWS_FINISH or BWS_SEND */
+    int executing;             /* inside send/throw/close: re-entry is refused */
 } BwsAwait;
 
 /* Set by _codec.pyx before any call. All return a new reference, or NULL with an error set. */
@@ -64,7 +74,9 @@ static bws_start_fn bws_start = NULL;
 static bws_finish_fn bws_finish = NULL;
 static bws_failed_fn bws_send_failed = NULL;
 static PyObject *bws_core_type = NULL;          /* calls on anything else take the function's path */
-static PyTypeObject *bws_last_core_type = NULL; /* the last subclass that passed: one compare */
+/* The last subclass that passed: one compare. A strong reference: a borrowed one would
+ * let another type, allocated where a freed subclass was, take the fast path. */
+static PyTypeObject *bws_last_core_type = NULL;
 static PyTypeObject *BwsAwait_Type = NULL;
 
 /* --------------------------------------------------------------- exceptions */
@@ -122,6 +134,25 @@ static void bws_set_stop(PyObject *value, int always) {
     Py_DECREF(value);
 }
 
+/* As in a coroutine (PEP 479): a StopIteration raised inside a call (by a codec, a
+ * throw()) is RuntimeError("coroutine raised StopIteration"), or it would read as the
+ * call returning None. For a pending error only. */
+static void bws_forbid_stop_iteration(void) {
+    if (!PyErr_ExceptionMatches(PyExc_StopIteration)) return;
+    PyObject *stop = bws_fetch_exception();
+    PyErr_SetString(PyExc_RuntimeError, "coroutine raised StopIteration");
+    PyObject *error = bws_fetch_exception();
+    if (error == NULL || stop == NULL) {  /* nothing to chain (cannot happen: both were set) */
+        Py_XDECREF(stop);
+        if (error != NULL) bws_raise_exception(error);
+        return;
+    }
+    Py_INCREF(stop);
+    PyException_SetCause(error, stop);    /* steals */
+    PyException_SetContext(error, stop);  /* steals */
+    bws_raise_exception(error);
+}
+
 /* --------------------------------------------------------------- MethodAwaitable */
 
 static void bws_await_release(BwsAwait *aw) {
@@ -131,9 +162,32 @@ static void bws_await_release(BwsAwait *aw) {
     Py_CLEAR(aw->arg2);
 }
 
-/* What `await obj` drives: obj itself for a coroutine, else obj.__await__(). Steals obj. */
+/* 1 if obj is a generator-based coroutine (@types.coroutine: CO_ITERABLE_COROUTINE),
+ * which `await` takes as it is; 0 if not; -1 with an error set. Public API only: the
+ * flag is read through gi_code.co_flags (a rare path: servers' sends are coroutines). */
+static int bws_is_iterable_coroutine(PyObject *obj) {
+    if (!PyGen_CheckExact(obj)) return 0;
+    PyObject *code = PyObject_GetAttrString(obj, "gi_code");
+    if (code == NULL) return -1;
+    PyObject *flags = PyObject_GetAttrString(code, "co_flags");
+    Py_DECREF(code);
+    if (flags == NULL) return -1;
+    long value = PyLong_AsLong(flags);
+    Py_DECREF(flags);
+    if (value == -1 && PyErr_Occurred()) return -1;
+    return (value & CO_ITERABLE_COROUTINE) != 0;
+}
+
+/* What `await obj` drives: obj itself for a coroutine (native or iterable), else
+ * obj.__await__(), checked as `await` checks it. Steals obj. */
 static PyObject *bws_iterator_of(PyObject *obj) {
     if (PyCoro_CheckExact(obj)) return obj;
+    int iterable_coroutine = bws_is_iterable_coroutine(obj);
+    if (iterable_coroutine != 0) {
+        if (iterable_coroutine > 0) return obj;
+        Py_DECREF(obj);
+        return NULL;
+    }
     unaryfunc await_slot = (unaryfunc)PyType_GetSlot(Py_TYPE(obj), Py_am_await);
     if (await_slot == NULL) {
 #if PY_VERSION_HEX >= 0x030E0000  /* the interpreter's own words, which 3.14 changed */
@@ -147,9 +201,10 @@ static PyObject *bws_iterator_of(PyObject *obj) {
     PyObject *it = await_slot(obj);
     Py_DECREF(obj);
     if (it == NULL) return NULL;
-    if (PyCoro_CheckExact(it)) {
+    int returned_coroutine = PyCoro_CheckExact(it) ? 1 : bws_is_iterable_coroutine(it);
+    if (returned_coroutine != 0) {
         Py_DECREF(it);
-        PyErr_SetString(PyExc_TypeError, "__await__() returned a coroutine");
+        if (returned_coroutine > 0) PyErr_SetString(PyExc_TypeError, "__await__() returned a coroutine");
         return NULL;
     }
     if (!PyIter_Check(it)) {
@@ -189,8 +244,40 @@ static PySendResult bws_await_end(BwsAwait *aw, PySendResult status, PyObject *v
     return PYGEN_ERROR;
 }
 
+/* ValueError as a running coroutine gives, or 0. */
+static int bws_refuse_reentry(BwsAwait *aw) {
+    if (!aw->executing) return 0;
+    PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+    return -1;
+}
+
+/* One step, with aw held and marked executing by the caller. */
+static PySendResult bws_await_drive(BwsAwait *aw, PyObject *arg, PyObject **presult) {
+    if (aw->state == BWS_NEW) {
+        aw->state = BWS_RUNNING;
+        PyObject *awaitable = bws_start(aw);
+        PyObject *inner = awaitable == NULL ? NULL : bws_iterator_of(awaitable);
+        if (inner == NULL) {
+            bws_await_release(aw);
+            return PYGEN_ERROR;
+        }
+        aw->inner = inner;
+    }
+    PyObject *inner = aw->inner;  /* never NULL while running: release also ends the state */
+    Py_INCREF(inner);
+    PyObject *value = NULL;
+    PySendResult status = PyIter_Send(inner, arg, &value);
+    Py_DECREF(inner);
+    if (status == PYGEN_NEXT) {
+        *presult = value;
+        return PYGEN_NEXT;
+    }
+    return bws_await_end(aw, status, value, presult);
+}
+
 static PySendResult bws_await_step(BwsAwait *aw, PyObject *arg, PyObject **presult) {
     *presult = NULL;
+    if (bws_refuse_reentry(aw) < 0) return PYGEN_ERROR;
     if (aw->state != BWS_RUNNING) {
         if (aw->state == BWS_DONE) {
             PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
@@ -200,20 +287,15 @@ static PySendResult bws_await_step(BwsAwait *aw, PyObject *arg, PyObject **presu
             PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started coroutine");
             return PYGEN_ERROR;
         }
-        aw->state = BWS_RUNNING;
-        PyObject *awaitable = bws_start(aw);
-        if (awaitable == NULL || (aw->inner = bws_iterator_of(awaitable)) == NULL) {
-            bws_await_release(aw);
-            return PYGEN_ERROR;
-        }
     }
-    PyObject *value = NULL;
-    PySendResult status = PyIter_Send(aw->inner, arg, &value);
-    if (status == PYGEN_NEXT) {
-        *presult = value;
-        return PYGEN_NEXT;
-    }
-    return bws_await_end(aw, status, value, presult);
+    /* Held across the call: whoever drives it may drop it meanwhile. */
+    Py_INCREF(aw);
+    aw->executing = 1;
+    PySendResult status = bws_await_drive(aw, arg, presult);
+    if (status == PYGEN_ERROR) bws_forbid_stop_iteration();
+    aw->executing = 0;
+    Py_DECREF(aw);
+    return status;
 }
 
 static PySendResult bws_await_am_send(PyObject *self, PyObject *arg, PyObject **presult) {
@@ -236,45 +318,62 @@ static PyObject *bws_await_send(PyObject *self, PyObject *arg) {
     return NULL;
 }
 
-/* Raise what throw(typ[, val[, tb]]) names, where no iterator is there to take it. */
-static PyObject *bws_raise_thrown(PyObject *const *args, Py_ssize_t nargs) {
+/* -1 with a TypeError for throw() arguments a coroutine refuses (nothing changes then), else 0. */
+static int bws_thrown_refused(PyObject *const *args, Py_ssize_t nargs) {
     PyObject *typ = args[0];
     PyObject *val = nargs > 1 ? args[1] : Py_None;
-    if (PyExceptionInstance_Check(typ)) {
-        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
-    } else if (PyExceptionClass_Check(typ)) {
-        if (val == Py_None) PyErr_SetNone(typ);
-        else PyErr_SetObject(typ, val);
-    } else {
-        PyErr_Format(PyExc_TypeError,
-                     "exceptions must be classes or instances deriving from BaseException, not %.100s",
-                     Py_TYPE(typ)->tp_name);
+    PyObject *tb = nargs > 2 ? args[2] : Py_None;
+    if (tb != Py_None && !PyTraceBack_Check(tb)) {
+        PyErr_SetString(PyExc_TypeError, "throw() third argument must be a traceback object");
+        return -1;
     }
-    return NULL;
+    if (PyExceptionClass_Check(typ)) return 0;
+    if (PyExceptionInstance_Check(typ)) {
+        if (val == Py_None) return 0;
+        PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
+        return -1;
+    }
+    PyErr_Format(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException, not %.100s",
+                 Py_TYPE(typ)->tp_name);
+    return -1;
 }
 
-static PyObject *bws_await_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    BwsAwait *aw = (BwsAwait *)self;
-    if (nargs < 1 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
-        return NULL;
+/* What throw(typ[, val[, tb]]) names (checked by bws_thrown_refused), as the pending error. */
+static void bws_set_thrown(PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *typ = args[0];
+    PyObject *val = nargs > 1 ? args[1] : NULL;
+    PyObject *tb = nargs > 2 && args[2] != Py_None ? args[2] : NULL;
+    if (PyExceptionInstance_Check(typ)) {
+        val = typ;
+        typ = (PyObject *)Py_TYPE(val);
+        tb = tb != NULL ? Py_NewRef(tb) : PyException_GetTraceback(val);  /* new reference, or NULL */
+        Py_INCREF(typ);
+        Py_INCREF(val);
+    } else {
+        Py_INCREF(typ);
+        Py_XINCREF(val);
+        Py_XINCREF(tb);
+        PyErr_NormalizeException(&typ, &val, &tb);
     }
-    if (aw->state != BWS_RUNNING) {
-        bws_await_release(aw);
-        return bws_raise_thrown(args, nargs);
-    }
+    PyErr_Restore(typ, val, tb);
+}
+
+/* throw() into the running call: the driven iterator's throw() when it has one. */
+static PyObject *bws_await_throw_running(BwsAwait *aw, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *throw_method;
     if (bws_optional_attr(aw->inner, "throw", &throw_method) < 0) return NULL;
-    if (throw_method == NULL) {
-        bws_await_release(aw);
-        return bws_raise_thrown(args, nargs);
+    int delegated = throw_method != NULL;
+    if (!delegated) {  /* raised where the call waits, as `await` does */
+        if (bws_thrown_refused(args, nargs) < 0) return NULL;  /* the call goes on */
+        bws_set_thrown(args, nargs);
+    } else {
+        PyObject *yielded = PyObject_Vectorcall(throw_method, args, nargs, NULL);
+        Py_DECREF(throw_method);
+        if (yielded != NULL) return yielded;
     }
-    PyObject *yielded = PyObject_Vectorcall(throw_method, args, nargs, NULL);
-    Py_DECREF(throw_method);
-    if (yielded != NULL) return yielded;
     PyObject *value = NULL, *result = NULL;
     PySendResult status = PYGEN_ERROR;
-    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {  /* the iterator returned */
+    if (delegated && PyErr_ExceptionMatches(PyExc_StopIteration)) {  /* the iterator returned */
         PyObject *stop = bws_fetch_exception();
         value = PyObject_GetAttrString(stop, "value");
         Py_DECREF(stop);
@@ -282,11 +381,50 @@ static PyObject *bws_await_throw(PyObject *self, PyObject *const *args, Py_ssize
     }
     status = bws_await_end(aw, status, value, &result);
     if (status == PYGEN_RETURN) bws_set_stop(result, 1);
+    else bws_forbid_stop_iteration();
     return NULL;
+}
+
+static PyObject *bws_await_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    BwsAwait *aw = (BwsAwait *)self;
+    if (nargs < 1) {
+        PyErr_Format(PyExc_TypeError, "throw expected at least 1 argument, got %zd", nargs);
+        return NULL;
+    }
+    if (nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "throw expected at most 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030C0000  /* as a coroutine's throw() warns since 3.12 */
+    if (nargs > 1 && PyErr_WarnEx(PyExc_DeprecationWarning,
+                                  "the (type, exc, tb) signature of throw() is deprecated, "
+                                  "use the single-arg signature instead.", 1) < 0) {
+        return NULL;
+    }
+#endif
+    if (bws_refuse_reentry(aw) < 0) return NULL;
+    if (aw->state != BWS_RUNNING) {
+        if (bws_thrown_refused(args, nargs) < 0) return NULL;  /* nothing changes */
+        if (aw->state == BWS_DONE) {
+            PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+            return NULL;
+        }
+        bws_await_release(aw);  /* raised at the start: the call ends */
+        bws_set_thrown(args, nargs);
+        bws_forbid_stop_iteration();
+        return NULL;
+    }
+    Py_INCREF(aw);
+    aw->executing = 1;
+    PyObject *yielded = bws_await_throw_running(aw, args, nargs);
+    aw->executing = 0;
+    Py_DECREF(aw);
+    return yielded;
 }
 
 static PyObject *bws_await_close(PyObject *self, PyObject *unused) {
     BwsAwait *aw = (BwsAwait *)self;
+    if (bws_refuse_reentry(aw) < 0) return NULL;
     PyObject *inner = aw->inner;
     aw->inner = NULL;
     bws_await_release(aw);
@@ -296,14 +434,23 @@ static PyObject *bws_await_close(PyObject *self, PyObject *unused) {
     Py_DECREF(inner);
     if (found < 0) return NULL;
     if (close_method == NULL) Py_RETURN_NONE;
+    Py_INCREF(aw);
+    aw->executing = 1;  /* the iterator's close() may run code that calls back */
     PyObject *result = PyObject_CallNoArgs(close_method);
+    aw->executing = 0;
+    Py_DECREF(aw);
     Py_DECREF(close_method);
     return result;
 }
 
+/* `await aw`: itself, unless it is suspended in another await (as a coroutine refuses). */
 static PyObject *bws_await_await(PyObject *self) {
-    Py_INCREF(self);
-    return self;
+    BwsAwait *aw = (BwsAwait *)self;
+    if (aw->state == BWS_RUNNING && !aw->executing) {
+        PyErr_SetString(PyExc_RuntimeError, "coroutine is being awaited already");
+        return NULL;
+    }
+    return Py_NewRef(self);
 }
 
 static PyObject *bws_method_name(PyObject *method, const char *attribute) {
@@ -323,8 +470,14 @@ static PyObject *bws_await_get_await(PyObject *self, void *unused) {
     return Py_NewRef(inner != NULL ? inner : Py_None);
 }
 
+/* As a coroutine's: running while inside send/throw/close, suspended while awaiting. */
 static PyObject *bws_await_get_running(PyObject *self, void *unused) {
-    return PyBool_FromLong(((BwsAwait *)self)->state == BWS_RUNNING);
+    return PyBool_FromLong(((BwsAwait *)self)->executing);
+}
+
+static PyObject *bws_await_get_suspended(PyObject *self, void *unused) {
+    BwsAwait *aw = (BwsAwait *)self;
+    return PyBool_FromLong(aw->state == BWS_RUNNING && !aw->executing);
 }
 
 static PyObject *bws_await_repr(PyObject *self) {
@@ -369,31 +522,32 @@ static int bws_await_traverse(PyObject *self, visitproc visit, void *arg) {
     return 0;
 }
 
+/* The GC breaking a cycle: the call ends (it is unreachable, so never to be driven
+ * again); method and ws stay until dealloc, so a getter never reads NULL. Every cycle
+ * through them also runs through an object that clears (a function, an instance dict). */
 static int bws_await_clear(PyObject *self) {
-    BwsAwait *aw = (BwsAwait *)self;
-    Py_CLEAR(aw->method);
-    Py_CLEAR(aw->ws);
-    Py_CLEAR(aw->arg);
-    Py_CLEAR(aw->arg2);
-    Py_CLEAR(aw->inner);
+    bws_await_release((BwsAwait *)self);
     return 0;
 }
 
 /* A call's awaitable lives for one await: keep a few for the next calls (as Cython's
- * @freelist does). Never one whose finalizer ran: CPython marks it finalized for good.
- * The module needs the GIL (free-threaded builds get the pure backend). */
+ * @freelist does). Never one whose finalizer ran (from dealloc or from the GC, in a
+ * cycle): CPython marks it finalized for good, so the next never-awaited call made
+ * from it would not warn. The module needs the GIL (free-threaded builds get the pure backend). */
 #define BWS_FREELIST_SIZE 64
 static BwsAwait *bws_freelist[BWS_FREELIST_SIZE];
 static int bws_freelist_count = 0;
 
 static void bws_await_dealloc(PyObject *self) {
+    BwsAwait *aw = (BwsAwait *)self;
     PyTypeObject *type = Py_TYPE(self);
-    int finalized = ((BwsAwait *)self)->state == BWS_NEW;
-    if (finalized && PyObject_CallFinalizerFromDealloc(self) < 0) return;  /* resurrected */
+    if (aw->state == BWS_NEW && PyObject_CallFinalizerFromDealloc(self) < 0) return;  /* resurrected */
     PyObject_GC_UnTrack(self);
-    bws_await_clear(self);
-    if (!finalized && bws_freelist_count < BWS_FREELIST_SIZE) {
-        bws_freelist[bws_freelist_count++] = (BwsAwait *)self;
+    bws_await_release(aw);
+    Py_CLEAR(aw->method);
+    Py_CLEAR(aw->ws);
+    if (bws_freelist_count < BWS_FREELIST_SIZE && !PyObject_GC_IsFinalized(self)) {
+        bws_freelist[bws_freelist_count++] = aw;
     } else {
         PyObject_GC_Del(self);
     }
@@ -412,6 +566,7 @@ static PyGetSetDef bws_await_getset[] = {
     {"__name__", bws_await_get_name, NULL, NULL, NULL},
     {"cr_await", bws_await_get_await, NULL, NULL, NULL},
     {"cr_running", bws_await_get_running, NULL, NULL, NULL},
+    {"cr_suspended", bws_await_get_suspended, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -434,7 +589,8 @@ static PyType_Spec bws_await_spec = {
     "bocadillo_ws._codec.MethodAwaitable",
     sizeof(BwsAwait),
     0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    /* made by calls only: instantiated from Python, its fields would be NULL */
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     bws_await_slots,
 };
 
@@ -461,6 +617,7 @@ static PyObject *bws_await_new(PyObject *method, PyObject *ws, int kind, PyObjec
     aw->kind = kind;
     aw->state = BWS_NEW;
     aw->result = BWS_AS_IS;
+    aw->executing = 0;
     PyObject_GC_Track((PyObject *)aw);
     return (PyObject *)aw;
 }
@@ -471,7 +628,12 @@ static PyObject *bws_method_vectorcall(PyObject *self, PyObject *const *args, si
     if (kwnames == NULL && nargs >= m->min_args && nargs <= m->max_args) {
         PyTypeObject *type = Py_TYPE(args[0]);
         if (type == bws_last_core_type || PyType_IsSubtype(type, (PyTypeObject *)bws_core_type)) {
-            bws_last_core_type = type;
+            if (type != bws_last_core_type) {
+                PyTypeObject *previous = bws_last_core_type;
+                Py_INCREF(type);
+                bws_last_core_type = type;
+                Py_XDECREF(previous);
+            }
             return bws_await_new(self, args[0], m->kind, nargs > 1 ? args[1] : NULL, nargs > 2 ? args[2] : NULL);
         }
     }
@@ -514,15 +676,12 @@ static int bws_method_traverse(PyObject *self, visitproc visit, void *arg) {
     return 0;
 }
 
-static int bws_method_clear(PyObject *self) {
-    Py_CLEAR(((BwsMethod *)self)->function);
-    return 0;
-}
-
+/* No tp_clear: the function stays until dealloc (every read of it assumes it is there);
+ * a cycle through it is broken at the function or the class dict. */
 static void bws_method_dealloc(PyObject *self) {
     PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
-    bws_method_clear(self);
+    Py_CLEAR(((BwsMethod *)self)->function);
     PyObject_GC_Del(self);
     Py_DECREF(type);
 }
@@ -539,7 +698,6 @@ static PyType_Slot bws_method_slots[] = {
     {Py_tp_repr, bws_method_repr},
     {Py_tp_members, bws_method_members},
     {Py_tp_traverse, bws_method_traverse},
-    {Py_tp_clear, bws_method_clear},
     {Py_tp_dealloc, bws_method_dealloc},
     {0, NULL},
 };
@@ -548,8 +706,10 @@ static PyType_Spec bws_method_spec = {
     "bocadillo_ws._codec.CoroutineMethod",
     sizeof(BwsMethod),
     0,
-    /* METHOD_DESCRIPTOR: `ws.send_text(x)` calls it with ws first, with no bound method made */
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_HAVE_VECTORCALL,
+    /* METHOD_DESCRIPTOR: `ws.send_text(x)` calls it with ws first, with no bound method made;
+     * DISALLOW_INSTANTIATION: made by _codec.pyx only (from Python, its function would be NULL) */
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_HAVE_VECTORCALL
+        | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     bws_method_slots,
 };
 

@@ -369,7 +369,11 @@ cdef class WebSocketCore:
     def json_codec(self):
         return self._json.name
 
+    # Bounds-checked (the module turns checks off): _adopt() copies a state
+    # from any object, so an out-of-range one is the pure twin's IndexError.
     @property
+    @cython.boundscheck(True)
+    @cython.wraparound(True)
     def client_state(self):
         return _STATES[self._client_state]
 
@@ -380,6 +384,8 @@ cdef class WebSocketCore:
             self._origin.client_state = state
 
     @property
+    @cython.boundscheck(True)
+    @cython.wraparound(True)
     def application_state(self):
         return _STATES[self._app_state]
 
@@ -408,6 +414,7 @@ cdef extern from "Python.h":
 
 
 cdef extern from "_awaitable.h":
+    int bws_is_iterable_coroutine(object obj) except -1  # a @types.coroutine generator, which `await` takes
     ctypedef struct BwsAwait:
         PyObject* ws
         PyObject* arg
@@ -529,7 +536,7 @@ cdef object _unpack(WebSocketCore ws, int kind, object event):
             payload = _get(event, "bytes")
             if type(payload) is not bytes:
                 payload = states.raise_for_payload(event, "json")
-        return ws._json.decode(payload)
+        return _json_of(ws).decode(payload)
     return event  # EVENT
 
 
@@ -547,11 +554,19 @@ cdef object _bytes_event(object data):
     return {"type": "websocket.send", "bytes": data}
 
 
+cdef inline JSONCodec _json_of(WebSocketCore core):
+    # A cpdef call through None would read None as a codec: an instance never
+    # bound (made with __new__ alone) fails as the pure twin's does.
+    if core._json is None:
+        raise AttributeError(f"'{type(core).__name__}' object has no attribute '_json'")
+    return core._json
+
+
 cdef object _json_event(WebSocketCore core, object data, object mode):
     if mode == "text":
-        return {"type": "websocket.send", "text": core._json.encode_text(data)}
+        return {"type": "websocket.send", "text": _json_of(core).encode_text(data)}
     if mode == "binary":
-        return {"type": "websocket.send", "bytes": core._json.encode_binary(data)}
+        return {"type": "websocket.send", "bytes": _json_of(core).encode_binary(data)}
     raise RuntimeError(_MODE_ERROR)
 
 
@@ -653,10 +668,17 @@ CoroutineMethod = bws_method_type()
 MethodAwaitable = bws_method_awaitable_type()
 
 
+cdef tuple _ARGUMENTS = tuple(sorted((kind, name, least - 1, most - 1) for name, kind, least, most in _METHOD_SHAPES))
+
+
 def awaitable(ws, int kind, *args):
-    """The awaitable of the call of kind ``kind`` (the general path of the methods; 0 to 2 arguments)."""
-    if not 0 <= kind < 10 or len(args) > 2:
-        raise ValueError(f"no method call of kind {kind} with {len(args)} arguments")
+    """The awaitable of the call of kind ``kind`` (the general path of the methods), with its arguments after self."""
+    if not 0 <= kind < 10:
+        raise ValueError(f"no method call of kind {kind}")
+    _, name, least, most = _ARGUMENTS[kind]
+    if not least <= len(args) <= most:  # the C awaitable reads exactly these
+        expected = f"{least} to {most}" if least != most else f"{least}"
+        raise TypeError(f"awaitable(): a {name}() call takes {expected} arguments after self, got {len(args)}")
     _core(ws)
     cdef PyObject* arg = NULL
     cdef PyObject* arg2 = NULL
@@ -797,6 +819,7 @@ cdef extern from "Python.h":
     # Renamed C declarations so they never clash with the module's own.
     int _fan_iter_send "PyIter_Send"(object iterator, object value, PyObject** result) except -1
     bint _fan_coro_check "PyCoro_CheckExact"(object obj)
+    bint _fan_iter_check "PyIter_Check"(object obj)
     Py_ssize_t _fan_list_size "PyList_GET_SIZE"(object lst)
     PyObject* _fan_list_item "PyList_GET_ITEM"(object lst, Py_ssize_t i)
 
@@ -817,14 +840,20 @@ cdef inline WebSocketCore _fan_member(object ws):
 
 
 cdef object _fan_iterator(object awaitable):
-    # What `await awaitable` drives: the coroutine itself, else its __await__().
-    if _fan_coro_check(awaitable):
+    # What `await awaitable` drives: the coroutine itself (a generator-based
+    # one too, as `await` takes it), else its __await__(), checked as `await` does.
+    if _fan_coro_check(awaitable) or bws_is_iterable_coroutine(awaitable):
         return awaitable
     try:
         method = type(awaitable).__await__
     except AttributeError:
         raise TypeError(f"object {type(awaitable).__name__} can't be used in 'await' expression") from None
-    return method(awaitable)
+    iterator = method(awaitable)
+    if _fan_coro_check(iterator) or bws_is_iterable_coroutine(iterator):
+        raise TypeError("__await__() returned a coroutine")
+    if not _fan_iter_check(iterator):
+        raise TypeError(f"__await__() returned non-iterator of type '{type(iterator).__name__}'")
+    return iterator
 
 
 def fan_out(members, event, busy, suspended, queued, lost):

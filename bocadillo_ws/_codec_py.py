@@ -11,7 +11,8 @@ helpers: on CPython a Python-level call costs more than the work it saves.
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Coroutine
-from types import CoroutineType
+from inspect import CO_ITERABLE_COROUTINE
+from types import CoroutineType, GeneratorType
 from typing import Any
 
 import ujson
@@ -456,15 +457,27 @@ class WebSocketCore:
 # bocadillo_ws.Hub's per-member loop, twin of _codec.pyx's fan_out.
 
 
+def _fan_is_coroutine(obj: Any) -> bool:
+    """A coroutine as ``await`` takes it: native, or a ``@types.coroutine`` generator."""
+    return type(obj) is CoroutineType or (
+        type(obj) is GeneratorType and bool(obj.gi_code.co_flags & CO_ITERABLE_COROUTINE)
+    )
+
+
 def _fan_iterator(awaitable: Any) -> Any:
-    """What ``await awaitable`` drives: the coroutine itself, else its ``__await__()``."""
-    if type(awaitable) is CoroutineType:
+    """What ``await awaitable`` drives: the coroutine itself, else its ``__await__()``, checked as ``await`` does."""
+    if _fan_is_coroutine(awaitable):
         return awaitable
     try:
         method = type(awaitable).__await__
     except AttributeError:
         raise TypeError(f"object {type(awaitable).__name__} can't be used in 'await' expression") from None
-    return method(awaitable)
+    iterator = method(awaitable)
+    if _fan_is_coroutine(iterator):
+        raise TypeError("__await__() returned a coroutine")
+    if not hasattr(type(iterator), "__next__"):  # PyIter_Check's test
+        raise TypeError(f"__await__() returned non-iterator of type '{type(iterator).__name__}'")
+    return iterator
 
 
 def fan_out(
