@@ -423,6 +423,7 @@ static PyObject *bws_await_throw(PyObject *self, PyObject *const *args, Py_ssize
 }
 
 static PyObject *bws_await_close(PyObject *self, PyObject *unused) {
+    (void)unused;  /* the slot's signature */
     BwsAwait *aw = (BwsAwait *)self;
     if (bws_refuse_reentry(aw) < 0) return NULL;
     PyObject *inner = aw->inner;
@@ -458,24 +459,29 @@ static PyObject *bws_method_name(PyObject *method, const char *attribute) {
 }
 
 static PyObject *bws_await_get_qualname(PyObject *self, void *unused) {
+    (void)unused;  /* the slot's signature */
     return bws_method_name(((BwsAwait *)self)->method, "__qualname__");
 }
 
 static PyObject *bws_await_get_name(PyObject *self, void *unused) {
+    (void)unused;  /* the slot's signature */
     return bws_method_name(((BwsAwait *)self)->method, "__name__");
 }
 
 static PyObject *bws_await_get_await(PyObject *self, void *unused) {
+    (void)unused;  /* the slot's signature */
     PyObject *inner = ((BwsAwait *)self)->inner;
     return Py_NewRef(inner != NULL ? inner : Py_None);
 }
 
 /* As a coroutine's: running while inside send/throw/close, suspended while awaiting. */
 static PyObject *bws_await_get_running(PyObject *self, void *unused) {
+    (void)unused;  /* the slot's signature */
     return PyBool_FromLong(((BwsAwait *)self)->executing);
 }
 
 static PyObject *bws_await_get_suspended(PyObject *self, void *unused) {
+    (void)unused;  /* the slot's signature */
     BwsAwait *aw = (BwsAwait *)self;
     return PyBool_FromLong(aw->state == BWS_RUNNING && !aw->executing);
 }
@@ -641,6 +647,7 @@ static PyObject *bws_method_vectorcall(PyObject *self, PyObject *const *args, si
 }
 
 static PyObject *bws_method_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
+    (void)type;  /* the slot's signature */
     if (obj == NULL || obj == Py_None) return Py_NewRef(self);
     return PyMethod_New(self, obj);
 }
