@@ -411,7 +411,9 @@ static PyObject *bws_await_throw(PyObject *self, PyObject *const *args, Py_ssize
         }
         bws_await_release(aw);  /* raised at the start: the call ends */
         bws_set_thrown(args, nargs);
+#if PY_VERSION_HEX < 0x030C0000  /* 3.11 runs the new frame with it (PEP 479); 3.12+ raises it as it is */
         bws_forbid_stop_iteration();
+#endif
         return NULL;
     }
     Py_INCREF(aw);

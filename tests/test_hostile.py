@@ -454,7 +454,9 @@ def test_an_instance_never_bound_fails_cleanly(impl: Any) -> None:
                 pass  # the pure twin has no fields yet, the compiled one has defaults: either fails cleanly
         print("done")
     ''')
-    assert lines == ["AttributeError 'WebSocket' object has no attribute '_json'"]
+    # The pure twin's words name the class as the interpreter does (3.13: with its module, here "abc").
+    (line,) = lines
+    assert line.startswith("AttributeError '") and line.endswith("WebSocket' object has no attribute '_json'")
 
 
 def test_an_adopted_state_out_of_range(impl: Any) -> None:
