@@ -1,8 +1,8 @@
-"""Replies of a subscribed Redis connection (RESP2), parsed in batches.
+"""RESP2, both ways: commands encoded, replies parsed in batches.
 
-The Hub's reader reads whatever the socket has (often hundreds of messages
-at once) and parses it here: redis-py parses one reply per await, through
-several layers, which capped what one process could drain.
+The Hub's connections read whatever the socket has (often hundreds of
+replies at once) and parse it here: one reply per await, through several
+layers, is what capped a process's throughput with redis-py.
 """
 
 from __future__ import annotations
@@ -14,6 +14,18 @@ _INCOMPLETE = object()
 
 class ReplyError(Exception):
     """An error reply (``-ERR ...``)."""
+
+
+class ProtocolError(ValueError):
+    """The stream is not RESP2: the connection cannot be read any further."""
+
+
+def command(*args: bytes) -> bytes:
+    """One command as Redis reads it (an array of bulk strings)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
+    return b"".join(parts)
 
 
 class RespParser:
@@ -35,12 +47,18 @@ class RespParser:
         """Every complete reply in the buffer, in order; an incomplete one stays for the next feed."""
         out = []
         buffer = self._buffer
-        while self._position < len(buffer):
-            value, position = _parse(buffer, self._position)
-            if value is _INCOMPLETE:
-                break
-            out.append(value)
-            self._position = position
+        try:
+            while self._position < len(buffer):
+                value, position = _parse(buffer, self._position)
+                if value is _INCOMPLETE:
+                    break
+                out.append(value)
+                self._position = position
+        except ProtocolError:
+            raise
+        except ValueError:  # a length or an integer that is not a number
+            where = bytes(buffer[self._position : self._position + 40])
+            raise ProtocolError(f"not a RESP2 reply: {where!r}") from None
         return out
 
 
@@ -55,9 +73,12 @@ def _parse(buffer: bytearray, position: int) -> tuple[Any, int]:
         size = int(line)
         if size < 0:
             return None, position
-        if len(buffer) < position + size + 2:
+        end = position + size
+        if len(buffer) < end + 2:
             return _INCOMPLETE, position
-        return bytes(buffer[position : position + size]), position + size + 2
+        if buffer[end : end + 2] != b"\r\n":
+            raise ProtocolError(f"not a RESP2 reply: a bulk string of {size} bytes not followed by CRLF")
+        return bytes(buffer[position:end]), end + 2
     if kind == 42:  # * array
         count = int(line)
         if count < 0:
@@ -75,4 +96,4 @@ def _parse(buffer: bytearray, position: int) -> tuple[Any, int]:
         return bytes(line), position
     if kind == 45:  # - error
         return ReplyError(line.decode(errors="replace")), position
-    raise ValueError(f"not a RESP2 reply: {bytes(buffer[position - len(line) - 3 : position])!r}")
+    raise ProtocolError(f"not a RESP2 reply: {bytes(buffer[position - len(line) - 3 : position])!r}")

@@ -1,10 +1,10 @@
-"""The Hub reader's RESP2 parser (bocadillo_ws._resp), fed in every possible split."""
+"""The Hub's RESP2 (bocadillo_ws._resp): the parser fed in every possible split, and commands encoded."""
 
 from __future__ import annotations
 
 import pytest
 
-from bocadillo_ws._resp import ReplyError, RespParser
+from bocadillo_ws._resp import ProtocolError, ReplyError, RespParser, command
 
 WIRE = (
     b"*3\r\n$9\r\nsubscribe\r\n$4\r\nroom\r\n:1\r\n"
@@ -58,3 +58,28 @@ def test_garbage_is_an_error() -> None:
     parser.feed(b"?what\r\n")
     with pytest.raises(ValueError, match="not a RESP2 reply"):
         parser.replies()
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"$abc\r\nxyz\r\n",  # a length that is not a number
+        b"*x\r\n",
+        b":1.5\r\n",  # an integer that is not one
+        b"$3\r\nabcXY",  # a bulk string not followed by CRLF
+    ],
+)
+def test_a_stream_that_is_not_resp_is_a_protocol_error(wire: bytes) -> None:
+    parser = RespParser()
+    parser.feed(wire)
+    with pytest.raises(ProtocolError, match="not a RESP2 reply"):
+        parser.replies()
+
+
+def test_commands_are_arrays_of_bulk_strings() -> None:
+    assert command(b"PING") == b"*1\r\n$4\r\nPING\r\n"
+    data = command(b"PUBLISH", b"room", b"a\r\n\x00\xff", b"")
+    assert data == b"*4\r\n$7\r\nPUBLISH\r\n$4\r\nroom\r\n$5\r\na\r\n\x00\xff\r\n$0\r\n\r\n"
+    parser = RespParser()  # read back as Redis would
+    parser.feed(data)
+    assert parser.replies() == [[b"PUBLISH", b"room", b"a\r\n\x00\xff", b""]]
