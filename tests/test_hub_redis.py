@@ -224,3 +224,99 @@ def channels_or_none(redis: RedisServer) -> list[str] | None:
         return channels(redis)
     except OSError:
         return None
+
+
+# --------------------------------------------------------------------------- the batching publisher
+
+
+async def test_a_burst_of_20000_publishes_is_not_an_outage(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    count = 20_000
+    async with hubs(hub_class, redis.url, 1) as (receiver,):
+        ws, peer = await member(WebSocket)
+        async with receiver.join("r", ws):
+            hub = hub_class(redis.url)
+            await hub.__aenter__()
+            try:
+                results = await asyncio.gather(*(hub.publish_text("r", str(seq)) for seq in range(count)), return_exceptions=True)
+                failures = [r for r in results if isinstance(r, BaseException)]
+                assert failures == []
+            finally:
+                start = time.monotonic()
+                # Bounded, so that a hub that never closes (2c5ada6's did not within 200 s) fails the test.
+                await asyncio.wait_for(hub.__aexit__(None, None, None), 10.0)
+                closed_in = time.monotonic() - start
+            assert closed_in < 2.0
+            await until(lambda: len(peer.frames) >= count, within=30.0)
+            await asyncio.sleep(0.2)  # anything doubled would have arrived by now
+    # Each exactly once, in publish order.
+    assert peer.frames == [str(seq) for seq in range(count)]
+
+
+async def test_cancelled_publishers_do_not_cancel_the_others(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    from bocadillo_ws._redis_publisher import MAX_BATCH_COMMANDS
+
+    count = MAX_BATCH_COMMANDS + 88  # one full batch in flight, 88 still queued
+    async with hubs(hub_class, redis.url) as (one, two):
+        ws, peer = await member(WebSocket)
+        async with two.join("r", ws):
+            publisher = one._redis._publisher  # type: ignore[union-attr]
+            tasks = [asyncio.create_task(one.publish_text("r", str(seq))) for seq in range(count)]
+            while not publisher._in_flight:  # noqa: ASYNC110 - the first batch written, its replies awaited
+                await asyncio.sleep(0)
+            for task in tasks[1::2]:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            assert results[::2] == [0] * (count // 2)  # no local member in `one`
+            assert all(isinstance(r, asyncio.CancelledError) for r in results[1::2])
+            await one.publish_text("r", "last")
+            await until(lambda: peer.frames[-1:] == ["last"])
+            # Cancelled in flight: sent all the same. Cancelled while queued: never sent.
+            expected = [str(seq) for seq in range(count) if seq < MAX_BATCH_COMMANDS or seq % 2 == 0]
+            assert peer.frames == [*expected, "last"]
+            assert one.stats().gaps == two.stats().gaps == 0
+
+
+async def test_a_batch_redis_does_not_answer_fails_saying_it_may_have_gone_and_closing_is_bounded(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    hub = hub_class(redis.url)
+    await hub.__aenter__()
+    try:
+        ws, peer = await member(WebSocket)
+        async with hub.join("r", ws):
+            redis.freeze()
+            start = time.monotonic()
+            results = await asyncio.gather(*(hub.publish_text("r", str(i)) for i in range(100)), return_exceptions=True)
+            assert time.monotonic() - start < 0.8  # 0.5 s, plus a loaded machine's slack
+            assert all(isinstance(r, HubUnavailable) for r in results)
+            assert "may or may not" in str(results[0]) and "not retried" in str(results[0])
+            assert len(peer.frames) == 100  # delivered locally all the same
+            # Publishes queued while Redis is frozen, then the hub closes: it does not wait for Redis.
+            pending = [asyncio.create_task(hub.publish_text("r", "x")) for _ in range(50)]
+            await asyncio.sleep(0.05)
+    finally:
+        start = time.monotonic()
+        await hub.__aexit__(None, None, None)
+        closed_in = time.monotonic() - start
+        redis.thaw()
+    assert closed_in < 1.5
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    assert all(isinstance(r, HubUnavailable) for r in results)
+
+
+async def test_the_first_publish_after_a_redis_restart_goes_through(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer
+) -> None:
+    async with hubs(hub_class, redis.url) as (one, two):
+        ws, peer = await member(WebSocket)
+        async with two.join("r", ws):
+            await one.publish_text("r", "before")
+            redis.stop()
+            redis.start()
+            await until(lambda: two.stats().redis_reconnects == 1)
+            await one.publish_text("r", "after")  # the stale connection is noticed, not written to
+            await until(lambda: peer.frames[-1:] == ["after"])
