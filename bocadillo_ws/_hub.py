@@ -72,6 +72,7 @@ class HubStats:
     redis_reconnects: int  # successful reconnections of the Redis subscriber
     gaps: int  # times messages from other processes may have been missed (Redis outages)
     send_errors: int  # sends that failed while the member's connection stayed up (it stays in its rooms)
+    malformed: int  # messages from Redis skipped because they could not be read (not a hub's)
 
 
 @types.coroutine
@@ -223,7 +224,7 @@ class Hub:
 
             self._redis = RedisLink(self, url, channel_prefix)
         self._delivered = self._dropped = self._closed = self._lost = self._send_errors = 0
-        self.redis_reconnects = self.gaps = 0
+        self.redis_reconnects = self.gaps = self.malformed = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -530,4 +531,5 @@ class Hub:
             redis_reconnects=self.redis_reconnects,
             gaps=self.gaps,
             send_errors=self._send_errors,
+            malformed=self.malformed,
         )

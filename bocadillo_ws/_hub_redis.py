@@ -10,7 +10,9 @@ connection, reconnects with backoff, resubscribes every room and reports
 the gap (Redis pub/sub is at-most-once: what was published during the
 outage is gone). It only hands frames to the hub's members, which never
 waits on a socket (slow members have mailboxes), so Redis never sees a slow
-subscriber. A PING when the connection is idle finds a half-open one.
+subscriber. A PING when the connection is idle finds a half-open one. A
+message it cannot read (too short, an unknown kind, text that is not UTF-8)
+is counted, logged now and then, and skipped: the rest of the stream goes on.
 
 Wire format of a message: the origin process id (16 ASCII bytes), the kind
 (``t`` text, ``b`` bytes), the payload (UTF-8 for text).
@@ -23,6 +25,7 @@ import logging
 import os
 import random
 import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
 from ._hub import HubUnavailable
@@ -43,8 +46,36 @@ PING_INTERVAL = 1.0  # idle this long: PING; no reply within another interval: r
 BACKOFF_FIRST = 0.025
 BACKOFF_MAX = 0.5  # well under 1 s, so rooms are back within 1 s of Redis returning, on a busy machine too
 SUBSCRIBE_WAIT = 1.0  # join() waits this long for the subscription, then goes on (gap reported later)
+MALFORMED_LOG_EVERY = 10.0  # s between two log lines about malformed messages
 ORIGIN_BYTES = 16
 _PING = command(b"PING")
+
+
+class _ThrottledLog:
+    """At most one warning per ``every`` seconds; the ones held back are counted in the next."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._next = 0.0
+        self._held = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        self._log(logging.WARNING, message, args, False)
+
+    def exception(self, message: str, *args: object) -> None:
+        self._log(logging.ERROR, message, args, True)
+
+    def _log(self, level: int, message: str, args: tuple[object, ...], exc_info: bool) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return
+        self._next = now + self.every
+        held, self._held = self._held, 0
+        if held:
+            message += " (and %d more since the last report)"
+            args = (*args, held)
+        logger.log(level, message, *args, exc_info=exc_info)
 
 
 class RedisLink:
@@ -63,6 +94,8 @@ class RedisLink:
         self._reader: asyncio.Task[None] | None = None
         self._publisher = BatchPublisher(self._open, PUBLISH_TIMEOUT)
         self._up = asyncio.Event()
+        self._malformed_log = _ThrottledLog(MALFORMED_LOG_EVERY)
+        self._deliver_log = _ThrottledLog(MALFORMED_LOG_EVERY)
         self.connected = False
 
     async def _open(self) -> RedisConnection:
@@ -241,9 +274,33 @@ class RedisLink:
         room = self._wanted.get(channel)
         if room is None:
             return  # unsubscribed while it was in flight
+        if type(data) is not bytes:
+            self._malformed(channel, "not a bulk string")
+            return
         if data[:ORIGIN_BYTES] == self.origin:
             return  # our own publish: delivered locally already
-        if data[ORIGIN_BYTES : ORIGIN_BYTES + 1] == b"t":
-            self._hub.deliver_local(room, "t", data[ORIGIN_BYTES + 1 :].decode())
+        tag = data[ORIGIN_BYTES : ORIGIN_BYTES + 1]
+        if tag == b"t":
+            try:
+                text = data[ORIGIN_BYTES + 1 :].decode()
+            except UnicodeDecodeError:
+                self._malformed(channel, "text that is not UTF-8")
+                return
+            self._deliver(room, "t", text)
+        elif tag == b"b":
+            self._deliver(room, "b", data[ORIGIN_BYTES + 1 :])
+        elif not tag:
+            self._malformed(channel, f"{len(data)} bytes, shorter than a message's header")
         else:
-            self._hub.deliver_local(room, "b", data[ORIGIN_BYTES + 1 :])
+            self._malformed(channel, f"unknown kind {tag!r}")
+
+    def _deliver(self, room: str, kind: str, payload: str | bytes) -> None:
+        try:
+            self._hub.deliver_local(room, kind, payload)
+        except Exception:  # a bug of the hub's: not a reason to drop the subscriber and lose the rest
+            self._deliver_log.exception("Hub: delivering a message from Redis to room %r failed", room)
+
+    def _malformed(self, channel: bytes, problem: str) -> None:
+        # Someone else publishes on our prefix (or a bug does): skip it, keep the connection.
+        self._hub.malformed += 1
+        self._malformed_log.warning("Hub: skipped a malformed message on Redis channel %r: %s", channel, problem)

@@ -226,6 +226,98 @@ def channels_or_none(redis: RedisServer) -> list[str] | None:
         return None
 
 
+# --------------------------------------------------------------------------- what the reader cannot read
+
+ORIGIN = b"0" * 16  # a publisher that is not any hub here
+
+
+async def test_malformed_messages_are_counted_and_skipped_and_the_rest_arrives(
+    hub_class: type[Hub], WebSocket: type[Any], redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with hubs(hub_class, redis.url, 1) as (hub,):
+        ws, peer = await member(WebSocket)
+        async with hub.join("r", ws):
+            # One write, so the hub reads the good and the bad in the same batch.
+            redis.publish(
+                b"bocadillo_ws:r",
+                ORIGIN + b"tone",
+                ORIGIN + b"t\xff\xfe not UTF-8",
+                ORIGIN + b"ttwo",
+                b"short",
+                ORIGIN + b"b\x00three",
+                ORIGIN + b"x unknown kind",
+                ORIGIN + b"tfour",
+                b"",
+                ORIGIN + b"t",  # an empty text frame is a message like any other
+            )
+            await until(lambda: len(peer.frames) == 5)
+            await asyncio.sleep(0.1)
+            assert peer.frames == ["one", "two", b"\x00three", "four", ""]
+            stats = hub.stats()
+            assert (stats.malformed, stats.gaps, stats.redis_reconnects) == (4, 0, 0)
+            # The connection is the same one: a publish from another hub still arrives.
+            async with hub_class(redis.url) as other:
+                await other.publish_text("r", "after")
+            await until(lambda: peer.frames[-1:] == ["after"])
+    # Rate-limited: one log line for the four.
+    lines = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert lines == ["Hub: skipped a malformed message on Redis channel b'bocadillo_ws:r': text that is not UTF-8"]
+
+
+def test_the_malformed_log_is_rate_limited_and_counts_what_it_held_back(caplog: pytest.LogCaptureFixture) -> None:
+    from bocadillo_ws._hub_redis import _ThrottledLog
+
+    log = _ThrottledLog(3600.0)
+    with caplog.at_level("WARNING", logger="bocadillo_ws.hub"):
+        for i in range(5):
+            log.warning("bad %d", i)
+        log._next = 0.0  # the hour has passed
+        log.warning("bad %d", 5)
+        log.warning("bad %d", 6)
+    assert [r.getMessage() for r in caplog.records] == ["bad 0", "bad 5 (and 4 more since the last report)"]
+
+
+async def test_a_stream_that_is_not_resp_drops_the_connection_and_is_reported_as_a_gap(
+    hub_class: type[Hub], WebSocket: type[Any]
+) -> None:
+    # Redis itself never sends this: a stand-in server that answers the
+    # handshake, confirms the SUBSCRIBE, then sends bytes that are not RESP2
+    # (the first time) or a good message (the next).
+    subscribes = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal subscribes
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                for line in data.split(b"\r\n"):
+                    if line.upper() in (b"SETNAME", b"PING"):
+                        writer.write(b"+OK\r\n")
+                    elif line == b"bocadillo_ws:r":  # SUBSCRIBE's argument
+                        writer.write(b"*3\r\n$9\r\nsubscribe\r\n$14\r\nbocadillo_ws:r\r\n:1\r\n")
+                        subscribes += 1
+                        if subscribes == 1:
+                            writer.write(b"?not RESP\r\n")
+                        else:
+                            message = ORIGIN + b"thello"
+                            writer.write(b"*3\r\n$7\r\nmessage\r\n$14\r\nbocadillo_ws:r\r\n$%d\r\n%s\r\n" % (len(message), message))
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    gaps: list[list[str]] = []
+    try:
+        async with hub_class(f"redis://127.0.0.1:{port}/0", on_gap=gaps.append) as hub:
+            ws, peer = await member(WebSocket)
+            async with hub.join("r", ws):
+                await until(lambda: peer.frames == ["hello"])
+                assert gaps == [["r"]]
+                stats = hub.stats()
+                assert (stats.redis_reconnects, stats.gaps, stats.malformed) == (1, 1, 0)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 # --------------------------------------------------------------------------- the batching publisher
 
 
