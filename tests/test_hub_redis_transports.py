@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from bocadillo_ws import Hub, HubUnavailable
 from hub_helpers import backend_hub, member, settle
@@ -35,6 +34,8 @@ def hub_class(impl: Any) -> type[Hub]:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A CA, a server certificate for 127.0.0.1, a client certificate, and a second CA nobody uses."""
+    import trustme  # here, not at the top: free-threaded 3.13 cannot install it (tools/free_threaded_check.py)
+
     root = tmp_path_factory.mktemp("pki")
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")

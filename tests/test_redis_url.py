@@ -11,7 +11,6 @@ import ssl
 from pathlib import Path
 
 import pytest
-import trustme
 
 from bocadillo_ws import Hub
 from bocadillo_ws._redis_url import RedisAddress, TLSOptions, parse_redis_url
@@ -111,6 +110,8 @@ def test_the_address_prints_without_its_password(url: str, shown: str) -> None:
 
 
 def test_tls_options_make_the_context(tmp_path: Path) -> None:
+    import trustme  # here, not at the top: free-threaded 3.13 cannot install it (tools/free_threaded_check.py)
+
     ca = trustme.CA()
     ca.cert_pem.write_to_path(tmp_path / "ca.pem")
     client = ca.issue_cert("client")

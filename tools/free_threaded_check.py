@@ -40,9 +40,17 @@ FREE_THREADED_REASON = "this CPython is free-threaded (Py_GIL_DISABLED)"
 # needs autobahn, which needs cffi, which refuses free-threaded 3.13 ("upgrade
 # to 3.14t"). Their tests are deselected by name (-k) and the count printed; a
 # missing orjson is itself a case the package handles (a clear ImportError).
-NOT_ON_FREE_THREADED = {"orjson", "daphne"}
-# Tests that use orjson without the word in their name (they loop over the codecs).
+# trustme needs cryptography, which needs cffi too: its TLS tests (which
+# import it where they use it) are deselected by node id.
+NOT_ON_FREE_THREADED = {"orjson", "daphne", "trustme"}
+# Tests that use orjson without the word in their name (they loop over the codecs), and trustme's.
 NEEDS_ORJSON = ["tests/test_json.py::test_ujson_leniencies_are_as_documented", "tests/test_leaks.py"]
+NEEDS_TRUSTME = [
+    "tests/test_redis_url.py::test_tls_options_make_the_context",
+    "tests/test_hub_redis_transports.py::test_tls_with_a_client_certificate",
+    "tests/test_hub_redis_transports.py::test_tls_with_a_certificate_no_one_vouches_for_is_refused_at_start",
+    "tests/test_hub_redis_transports.py::test_tls_without_the_client_certificate_redis_wants_is_refused",
+]
 # Some newest releases have no cp3XXt wheel and need Rust to build (hypothesis,
 # pydantic-core): --prefer-binary takes the newest release that has a wheel
 # for this interpreter, and builds from source only what has none (ujson);
@@ -171,8 +179,9 @@ def checks(python: str, work: Path, logs: Path, timings: list[tuple[str, float]]
     (probe_dir / "release_probe.py").write_text(rc.PROBE)
     with rc.step("4. the sdist's test suite on it (--no-c-extensions)", timings):
         deselect = " and ".join(f"not {name}" for name in sorted(NOT_ON_FREE_THREADED))
-        rc.ok(f"{' and '.join(sorted(NOT_ON_FREE_THREADED))} not installable here: -k {deselect!r}, {NEEDS_ORJSON}")
-        args = ["-k", deselect, *(f"--deselect={test}" for test in NEEDS_ORJSON)]
+        by_id = [*NEEDS_ORJSON, *NEEDS_TRUSTME]
+        rc.ok(f"{' and '.join(sorted(NOT_ON_FREE_THREADED))} not installable here: -k {deselect!r}, {by_id}")
+        args = ["-k", deselect, *(f"--deselect={test}" for test in by_id)]
         rc.run_suite(venv, tree, probe_dir, compiled=False, logs=logs, pytest_args=args)
     return 0
 
