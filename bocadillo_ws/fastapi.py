@@ -20,22 +20,19 @@ accepts ``Depends`` on a WebSocket-typed parameter; before it, annotate with
 A bare ``websocket: bocadillo_ws.WebSocket`` annotation is a Starlette
 ``WebSocket`` subclass, so FastAPI hands such a parameter its *own* Starlette
 object and nothing of ours runs. ``install(app)`` is the one-line, app-wide
-opt-in that makes the bare annotation work (see its docstring).
+opt-in that makes the bare annotation work (see its docstring); it acts when
+a connection's dependencies are solved, so every route of the app is covered,
+however and whenever it was added.
 """
 
 from __future__ import annotations
 
-import typing
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI
-from fastapi.dependencies.models import Dependant
-from fastapi.dependencies.utils import get_dependant
-from fastapi.routing import APIWebSocketRoute
-from starlette.websockets import WebSocket as StarletteWebSocket
 
-from . import _websocket
+from . import _fastapi_install, _websocket
+from ._fastapi_install import Provider
 
 __all__ = ["BytesWebSocket", "JSONWebSocket", "Provided", "WebSocket", "WebSocketOptions", "install"]
 
@@ -43,31 +40,16 @@ __all__ = ["BytesWebSocket", "JSONWebSocket", "Provided", "WebSocket", "WebSocke
 # (the public class's mixin): for Annotated[Provided, WebSocketOptions(...)].
 Provided = _websocket.WebSocketAPI
 
-Provider = Callable[[StarletteWebSocket], Awaitable[_websocket.WebSocketAPI]]
-
-# One provider per (class, options): FastAPI caches a dependency per connection
-# by its callable, so every parameter asking for the same options shares one object.
-_providers: dict[tuple[type[_websocket.WebSocketAPI], tuple[tuple[str, Any], ...]], Provider] = {}
-
 
 def provider(websocket_class: type[_websocket.WebSocketAPI] = _websocket.WebSocket, **options: Any) -> Provider:
-    """The dependency that builds ``websocket_class(**options)`` from FastAPI's connection."""
-    websocket_class._check_options(options)
-    key = (websocket_class, tuple(sorted(options.items(), key=lambda item: item[0])))
-    try:
-        return _providers[key]
-    except (KeyError, TypeError):  # TypeError: an unhashable option (a codec object)
-        pass
+    """The dependency that builds ``websocket_class(**options)`` from FastAPI's connection.
 
-    async def provide_websocket(websocket: StarletteWebSocket) -> _websocket.WebSocketAPI:
-        return websocket_class.from_starlette(websocket, **options)
-
-    provide_websocket.__qualname__ = f"provide_{websocket_class.__name__}"
-    try:
-        _providers[key] = provide_websocket
-    except TypeError:
-        pass
-    return provide_websocket
+    One per (class, options): FastAPI caches a dependency per connection by its
+    callable, and the object is kept per connection too, so every parameter
+    asking for the same class and options (through ``install`` as well) shares
+    one object.
+    """
+    return _fastapi_install.recipe(websocket_class, options).provide
 
 
 def WebSocketOptions(**options: Any) -> Any:
@@ -90,56 +72,46 @@ else:
 def install(app: FastAPI, **options: Any) -> None:
     """Make a bare ``websocket: bocadillo_ws.WebSocket`` parameter work on every route of ``app``.
 
-    Call it once, after creating the app (routes added before and after are
-    covered, also through ``include_router``). Every WebSocket route whose
-    endpoint or dependencies annotate a parameter with ``bocadillo_ws.WebSocket``
-    (or a subclass) then gets one built with ``options``, instead of FastAPI's
-    Starlette object. Routes that ask for Starlette's/FastAPI's own
-    ``WebSocket`` are left alone. A mounted sub-application needs its own call.
-    Nothing is changed by importing this module: only by calling this.
+    Call it once, after creating the app. From then on, whenever FastAPI
+    solves a WebSocket connection's dependencies, each parameter annotated
+    with ``bocadillo_ws.WebSocket`` (or a subclass: that class is built) gets
+    one built with ``options`` by ``from_starlette``, instead of FastAPI's
+    Starlette object: in the endpoint, its dependencies and sub-dependencies,
+    a callable-instance dependency (``Depends(Auth())``), and
+    ``app.dependency_overrides`` (set before or after this call, changed
+    between connections). It works on routes added before and after the call,
+    however added (``@app.websocket``, ``add_api_websocket_route``,
+    ``include_router``, nested routers, prefixes), because it acts at request
+    time, not on the routes. Every parameter of one connection asking for the
+    same class and options (the ``Annotated`` aliases included) gets the same
+    object. Parameters annotated with Starlette's/FastAPI's own ``WebSocket``
+    keep FastAPI's object.
+
+    Only connections served by ``app`` itself are converted (Starlette's
+    ``scope["app"]``): another app in the process is unaffected, and a
+    mounted sub-application needs its own call. Calling it again with the
+    same options does nothing; with other options it raises ``RuntimeError``
+    (the first options would otherwise silently stay). Bad options raise as
+    the constructor would, at the call.
+
+    How: FastAPI has no public hook for this, so the first call wraps FastAPI's
+    ``solve_dependencies`` once per process (the one function every route,
+    dependency and override goes through at request time; why there:
+    ``bocadillo_ws._fastapi_install``); the wrapper lets FastAPI's call run
+    unchanged and, for installed apps only, replaces the value of such a
+    parameter afterwards. Cost: per connection, less than the ``Annotated``
+    alias (which is a dependency); nothing per message; other apps pay one
+    function call per dependant solved (``benchmarks/bench_fastapi_install.py``).
+    Importing this module changes nothing.
     """
+    if not isinstance(app, FastAPI):
+        raise TypeError(f"install() expects a FastAPI app, got {type(app).__name__}")
     _websocket.WebSocket._check_options(options)
-    router = app.router
-    for route in router.routes:
-        _convert(route, options)
-    if getattr(router.add_api_websocket_route, "_bocadillo_ws", False):
-        return
-    add_route = router.add_api_websocket_route
-
-    def add_api_websocket_route(*args: Any, **kwargs: Any) -> None:
-        count = len(router.routes)
-        add_route(*args, **kwargs)
-        for route in router.routes[count:]:
-            _convert(route, options)
-
-    add_api_websocket_route._bocadillo_ws = True  # type: ignore[attr-defined]
-    router.add_api_websocket_route = add_api_websocket_route  # type: ignore[method-assign]
-
-
-def _convert(route: object, options: dict[str, Any]) -> None:
-    if isinstance(route, APIWebSocketRoute) and not getattr(route, "_bocadillo_ws", False):
-        _convert_dependant(route.dependant, options)
-        route._bocadillo_ws = True  # type: ignore[attr-defined]
-
-
-def _convert_dependant(dependant: Dependant, options: dict[str, Any]) -> None:
-    # A parameter FastAPI would hand its Starlette object becomes a dependency
-    # on our provider, which wraps that object (from_starlette).
-    name = dependant.websocket_param_name
-    if name is not None and dependant.call is not None:
-        wanted = _annotation(dependant.call, name)
-        if isinstance(wanted, type) and issubclass(wanted, _websocket.WebSocketAPI):  # any bocadillo class
-            sub = get_dependant(path=dependant.path or "", call=provider(wanted, **options), name=name)
-            dependant.websocket_param_name = None
-            dependant.dependencies.append(sub)
-    for sub_dependant in dependant.dependencies:
-        _convert_dependant(sub_dependant, options)
-
-
-def _annotation(call: Callable[..., Any], name: str) -> object:
-    target = call if callable(call) and not isinstance(call, type) else getattr(call, "__init__", call)
-    try:
-        hints = typing.get_type_hints(target, include_extras=False)
-    except Exception:  # an annotation that does not resolve: FastAPI already read it; leave it
-        return None
-    return hints.get(name)
+    installed = _fastapi_install.installation(app)
+    if installed is None:
+        _fastapi_install.register(app, options)
+    elif installed.options != options:
+        raise RuntimeError(
+            f"bocadillo_ws.fastapi.install() was already called on this app with {installed.options!r}; "
+            f"it cannot change to {options!r} (call it once, with the options you want)"
+        )
