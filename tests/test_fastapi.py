@@ -250,7 +250,8 @@ def test_install_reaches_dependencies_of_every_kind_with_one_object(WebSocket: t
         seen.append(("endpoint", websocket))
         async with websocket:
             await websocket.send({"who": who, "values": [sync, gen], "session": type(session).__name__,
-                                  "starlettes": type(starlettes) is StarletteWebSocket})
+                                  "starlettes": isinstance(starlettes, StarletteWebSocket)
+                                  and not isinstance(starlettes, bocadillo_ws.WebSocket)})
 
     app.include_router(router)
     bws_fastapi.install(app, value_type="json")
