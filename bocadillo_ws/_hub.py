@@ -178,9 +178,10 @@ class Hub:
 
     ``Hub(url=None, *, json_codec="ujson", max_queue=256, max_queue_bytes=1 MiB,
     on_overflow="close", channel_prefix="bocadillo_ws:", on_gap=None, gap_notice=None)``.
-    Without ``url`` the rooms are this process's; with a ``redis://`` URL
-    they span every process using the same Redis and prefix (``pip install
-    'bocadillo_ws[redis]'``). See docs/hub.md.
+    Without ``url`` the rooms are this process's; with a ``redis://``,
+    ``rediss://`` or ``unix://`` URL they span every process using the same
+    Redis and prefix (no client library needed; a URL the hub cannot use is a
+    ``ValueError`` here). See docs/hub.md.
     """
 
     # The per-member loop: the live backend's. Tests put the other backend's
