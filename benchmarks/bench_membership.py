@@ -40,18 +40,10 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent.parent:  # pra
 import importlib
 
 import _common as common
+from bench_ops import drive
 from bocadillo_ws import Hub
 
 MODULES = {"compiled": "bocadillo_ws._codec", "pure": "bocadillo_ws._codec_py"}
-
-
-def drive(coroutine: Any) -> Any:
-    try:
-        coroutine.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coroutine.close()
-    raise RuntimeError("suspended: the in-memory hub's join and leave never wait")
 
 
 async def _receive() -> dict[str, Any]:

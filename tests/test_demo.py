@@ -348,32 +348,24 @@ def test_workers_get_the_origins_and_the_rate(monkeypatch: pytest.MonkeyPatch) -
 # --------------------------------------------------------------------------- hosts (DNS rebinding)
 
 
-def upgrade_status(base_url: str, host: str, origin: str | None) -> int:
-    """The HTTP status of a WebSocket handshake sent with this ``Host`` (and ``Origin``), over a raw socket."""
-    address = base_url.removeprefix("ws://")
-    ip, port = address.split(":")
-    lines = [
-        "GET /ws/lobby?name=mallory HTTP/1.1",
-        f"Host: {host}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-    ]
-    if origin is not None:
-        lines.append(f"Origin: {origin}")
+def http_status(base_url: str, request_line: str, *headers: str) -> int:
+    """The status a request gets over a raw socket (so that ``Host`` is whatever the test says)."""
+    ip, port = base_url.removeprefix("ws://").split(":")
     with socket.create_connection((ip, int(port)), timeout=ARRIVES) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        sock.sendall("\r\n".join([request_line, *headers, "", ""]).encode())
         status_line = sock.makefile("rb").readline()
     return int(status_line.split()[1])
+
+
+def upgrade_status(base_url: str, host: str, origin: str) -> int:
+    """The HTTP status of a WebSocket handshake sent with this ``Host`` and ``Origin``."""
+    upgrade = ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+               "Sec-WebSocket-Version: 13"]
+    return http_status(base_url, "GET /ws/lobby?name=mallory HTTP/1.1", f"Host: {host}", f"Origin: {origin}", *upgrade)
 
 
 def page_status(base_url: str, host: str) -> int:
-    ip, port = base_url.removeprefix("ws://").split(":")
-    with socket.create_connection((ip, int(port)), timeout=ARRIVES) as sock:
-        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        status_line = sock.makefile("rb").readline()
-    return int(status_line.split()[1])
+    return http_status(base_url, "GET / HTTP/1.1", f"Host: {host}", "Connection: close")
 
 
 def test_a_rebinding_host_is_refused() -> None:
