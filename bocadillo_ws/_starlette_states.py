@@ -10,6 +10,7 @@ types and messages are exactly those of the installed Starlette.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,7 +41,8 @@ def starlette_twin(ws: Any) -> StarletteWebSocket:
 
 # --------------------------------------------------------------------------- one state for two objects
 
-# Where a shared origin keeps its wrappers (from_starlette, in the order made).
+# Where a shared origin keeps its wrappers (weakly: a wrapper holds its origin,
+# so no reference cycle keeps a finished connection's objects alive until a GC).
 WRAPPERS = "_bocadillo_ws_wrappers"
 _sharing_classes: dict[type, type] = {}
 
@@ -48,22 +50,19 @@ _sharing_classes: dict[type, type] = {}
 def share(origin: StarletteWebSocket, wrapper: Any) -> None:
     """Make a framework's WebSocket and its ``from_starlette`` wrapper(s) keep one state.
 
-    The wrapper reads its states from its own fields (its hot path), so the
-    origin is made to read and write those: its class becomes a subclass
-    (same layout, so ``__class__`` may change) whose ``client_state`` and
-    ``application_state`` are the wrappers'. A framework driving its own
-    object (FastAPI's handlers, user code) and the wrapper then never
-    disagree. Every wrapper of one origin shares the one state.
+    The wrapper reads its states from its own fields (its hot path) and
+    writes every change through to the origin (its state setters and its
+    lost-connection path do). The origin's class becomes a subclass (same
+    layout, so ``__class__`` may change) whose ``client_state`` and
+    ``application_state`` setters also write every live wrapper's fields. A
+    framework driving its own object (FastAPI's handlers, user code) and the
+    wrappers then never disagree.
     """
     wrappers = origin.__dict__.get(WRAPPERS)
-    if wrappers is not None:
-        wrappers.append(wrapper)
-        return
-    origin.__dict__[WRAPPERS] = [wrapper]
-    origin.__class__ = _sharing_class(type(origin))
-    # Starlette's own copies, dead now (the class's properties win): no second truth lying around.
-    origin.__dict__.pop("client_state", None)
-    origin.__dict__.pop("application_state", None)
+    if wrappers is None:
+        wrappers = origin.__dict__[WRAPPERS] = weakref.WeakSet()
+        origin.__class__ = _sharing_class(type(origin))
+    wrappers.add(wrapper)
 
 
 def _sharing_class(cls: type) -> type:
@@ -81,24 +80,28 @@ def _sharing_class(cls: type) -> type:
     return sharing
 
 
+# The origin keeps its states where Starlette put them (its __dict__): the
+# properties exist for their setters, which reach the wrappers.
+
+
 def _get_client_state(origin: Any) -> WebSocketState:
-    return origin.__dict__[WRAPPERS][0].client_state  # type: ignore[no-any-return]
+    return origin.__dict__["client_state"]  # type: ignore[no-any-return]
 
 
 def _set_client_state(origin: Any, state: WebSocketState) -> None:
-    value = WebSocketState(state).value
+    state = origin.__dict__["client_state"] = WebSocketState(state)
     for wrapper in origin.__dict__[WRAPPERS]:
-        wrapper._set_states(value, wrapper._app_state)
+        wrapper._set_states(state.value, wrapper._app_state)
 
 
 def _get_application_state(origin: Any) -> WebSocketState:
-    return origin.__dict__[WRAPPERS][0].application_state  # type: ignore[no-any-return]
+    return origin.__dict__["application_state"]  # type: ignore[no-any-return]
 
 
 def _set_application_state(origin: Any, state: WebSocketState) -> None:
-    value = WebSocketState(state).value
+    state = origin.__dict__["application_state"] = WebSocketState(state)
     for wrapper in origin.__dict__[WRAPPERS]:
-        wrapper._set_states(wrapper._client_state, value)
+        wrapper._set_states(wrapper._client_state, state.value)
 
 
 # --------------------------------------------------------------------------- Starlette runs the rare paths

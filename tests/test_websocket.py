@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -756,6 +758,20 @@ async def test_from_starlette_and_the_frameworks_object_keep_one_state(WebSocket
         {"type": "websocket.close", "code": 4001, "reason": ""},
     ]
     assert isinstance(original, StarletteWebSocket) and type(original).__name__ == "WebSocket"
+
+
+def test_from_starlette_makes_no_reference_cycle(WebSocket: type[Any]) -> None:
+    """A finished connection's objects go when the last reference does, not at the next GC pass."""
+    transport = Transport(connect())
+    original = StarletteWebSocket(dict(SCOPE), transport.receive, transport.send)
+    wrappers = [WebSocket.from_starlette(original), WebSocket.from_starlette(original, value_type="json")]
+    gone = [weakref.ref(original), *map(weakref.ref, wrappers)]
+    gc.disable()
+    try:
+        del original, wrappers
+        assert [ref() for ref in gone] == [None, None, None]
+    finally:
+        gc.enable()
 
 
 async def test_from_starlette_wrapper_state_changes_reach_the_framework(WebSocket: type[Any]) -> None:
