@@ -199,16 +199,22 @@ static PyObject *bws_iterator_of(PyObject *obj) {
         return NULL;
     }
     PyObject *it = await_slot(obj);
-    Py_DECREF(obj);
-    if (it == NULL) return NULL;
-    int returned_coroutine = PyCoro_CheckExact(it) ? 1 : bws_is_iterable_coroutine(it);
-    if (returned_coroutine != 0) {
-        Py_DECREF(it);
-        if (returned_coroutine > 0) PyErr_SetString(PyExc_TypeError, "__await__() returned a coroutine");
+    if (it == NULL) {
+        Py_DECREF(obj);
         return NULL;
     }
-    if (!PyIter_Check(it)) {
-        PyErr_Format(PyExc_TypeError, "__await__() returned non-iterator of type '%.100s'", Py_TYPE(it)->tp_name);
+    int returned_coroutine = PyCoro_CheckExact(it) ? 1 : bws_is_iterable_coroutine(it);
+    if (returned_coroutine > 0 || (returned_coroutine == 0 && !PyIter_Check(it))) {
+#if PY_VERSION_HEX >= 0x030F0000  /* the interpreter's own words, which 3.15 changed (%T: since 3.13) */
+        PyErr_Format(PyExc_TypeError, "%T.__await__() must return an iterator, not %T", obj, it);
+#else
+        if (returned_coroutine > 0) PyErr_SetString(PyExc_TypeError, "__await__() returned a coroutine");
+        else PyErr_Format(PyExc_TypeError, "__await__() returned non-iterator of type '%.100s'", Py_TYPE(it)->tp_name);
+#endif
+        returned_coroutine = -1;
+    }
+    Py_DECREF(obj);
+    if (returned_coroutine != 0) {
         Py_DECREF(it);
         return NULL;
     }
@@ -404,6 +410,12 @@ static PyObject *bws_await_throw(PyObject *self, PyObject *const *args, Py_ssize
 #endif
     if (bws_refuse_reentry(aw) < 0) return NULL;
     if (aw->state != BWS_RUNNING) {
+#if PY_VERSION_HEX >= 0x030F0000  /* 3.15 refuses a finished coroutine before it reads the arguments */
+        if (aw->state == BWS_DONE) {
+            PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+            return NULL;
+        }
+#endif
         if (bws_thrown_refused(args, nargs) < 0) return NULL;  /* nothing changes */
         if (aw->state == BWS_DONE) {
             PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
